@@ -1,0 +1,56 @@
+#pragma once
+// The one configuration struct (STYLE.md "Configuration"): defaults here, then kiln.toml,
+// then command-line flags; validated once by LoadConfig and read-only afterwards.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "core/status.h"
+
+namespace kiln {
+
+struct Config {
+  struct Server {
+    std::string listen = "127.0.0.1:8080";  // ADDR:PORT of the one listener; port 0 = any
+    std::string data_dir = "./.kiln";       // state, keys, instances (DESIGN.md §7)
+    int threads = 0;                        // I/O threads; 0 = one per core
+    int64_t body_limit_bytes = 10 << 20;    // larger request bodies get 413
+    int max_header_bytes = 16 << 10;        // larger request heads get 431
+    int header_timeout_ms = 10'000;         // time to send a whole request head
+    int read_timeout_ms = 30'000;           // time to send a whole body
+    int idle_timeout_ms = 60'000;           // keep-alive connection with no request
+    int shutdown_grace_ms = 10'000;         // requests in flight get this long on SIGTERM
+  } server;
+
+  struct Limits {
+    double rate_per_second = 50;  // sustained requests per second per API key
+    int rate_burst = 100;         // bucket size: requests allowed at once
+  } limits;
+
+  struct Auth {
+    int jwt_default_ttl_seconds = 3600;  // POST /v1/auth/token without expiresIn
+    int jwt_max_ttl_seconds = 86400;     // longest expiresIn accepted
+  } auth;
+
+  struct Log {
+    std::string level = "info";  // debug | info | warn | error
+    std::string format = "json";  // json | text
+    bool access_log = false;      // one line per request (off: hot path)
+  } log;
+};
+
+struct ConfigOverrides {
+  std::optional<std::string> listen;
+  std::optional<std::string> data_dir;
+};
+
+// Reads `path` when given (a missing file is an error; unknown keys are errors so typos
+// are caught), applies the overrides, validates. Errors name the key and the fix.
+Result<Config> LoadConfig(const std::optional<std::string>& path, const ConfigOverrides& flags);
+Status ValidateConfig(const Config& config);
+
+// "127.0.0.1:8080" -> host, port. IPv6 as "[::1]:8080".
+Status SplitHostPort(const std::string& listen, std::string* host, uint16_t* port);
+
+}  // namespace kiln
