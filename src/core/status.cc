@@ -6,18 +6,30 @@ namespace kiln {
 
 std::string_view CodeName(Code code) {
   switch (code) {
-    case Code::kOk: return "OK";
-    case Code::kInvalidArgument: return "INVALID_ARGUMENT";
-    case Code::kUnauthenticated: return "UNAUTHENTICATED";
-    case Code::kPermissionDenied: return "PERMISSION_DENIED";
-    case Code::kNotFound: return "NOT_FOUND";
-    case Code::kConflict: return "CONFLICT";
-    case Code::kTimeout: return "TIMEOUT";
-    case Code::kPayloadTooLarge: return "PAYLOAD_TOO_LARGE";
-    case Code::kUnprocessable: return "UNPROCESSABLE";
-    case Code::kRateLimited: return "RATE_LIMITED";
-    case Code::kInternal: return "INTERNAL";
-    case Code::kUnavailable: return "UNAVAILABLE";
+    case Code::kOk:
+      return "OK";
+    case Code::kInvalidArgument:
+      return "INVALID_ARGUMENT";
+    case Code::kUnauthenticated:
+      return "UNAUTHENTICATED";
+    case Code::kPermissionDenied:
+      return "PERMISSION_DENIED";
+    case Code::kNotFound:
+      return "NOT_FOUND";
+    case Code::kConflict:
+      return "CONFLICT";
+    case Code::kTimeout:
+      return "TIMEOUT";
+    case Code::kPayloadTooLarge:
+      return "PAYLOAD_TOO_LARGE";
+    case Code::kUnprocessable:
+      return "UNPROCESSABLE";
+    case Code::kRateLimited:
+      return "RATE_LIMITED";
+    case Code::kInternal:
+      return "INTERNAL";
+    case Code::kUnavailable:
+      return "UNAVAILABLE";
   }
   return "UNKNOWN";
 }

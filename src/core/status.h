@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 namespace kiln {
@@ -55,8 +56,7 @@ class Status {
   static Status Conflict(std::string error_code, std::string message, std::string hint = {}) {
     return {Code::kConflict, std::move(error_code), std::move(message), std::move(hint)};
   }
-  static Status Unprocessable(std::string error_code, std::string message,
-                              std::string hint = {}) {
+  static Status Unprocessable(std::string error_code, std::string message, std::string hint = {}) {
     return {Code::kUnprocessable, std::move(error_code), std::move(message), std::move(hint)};
   }
   static Status RateLimited(std::string message, std::string hint = {}) {
@@ -93,8 +93,13 @@ class Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}          // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {}  // NOLINT: implicit by design
+  // Anything T can be built from (a json::object for a Result<json::value>).
+  template <typename U>
+  requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, T> &&
+           !std::is_same_v<std::decay_t<U>, Status>) Result(U&& value)
+      : value_(T(std::forward<U>(value))) {}  // NOLINT: implicit by design
 
   bool ok() const { return value_.has_value(); }
   const Status& status() const { return status_; }
@@ -116,9 +121,9 @@ class Result {
 // Early-return helpers; the only macros in the code base.
 #define KILN_CONCAT_INNER(a, b) a##b
 #define KILN_CONCAT(a, b) KILN_CONCAT_INNER(a, b)
-#define KILN_RETURN_IF_ERROR(expr)             \
-  do {                                         \
-    ::kiln::Status kiln_status_ = (expr);      \
+#define KILN_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::kiln::Status kiln_status_ = (expr);        \
     if (!kiln_status_.ok()) return kiln_status_; \
   } while (0)
 #define KILN_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

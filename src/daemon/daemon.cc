@@ -1,0 +1,185 @@
+#include "daemon/daemon.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "api/api.h"
+#include "auth/auth.h"
+#include "http/http.h"
+#include "service/service.h"
+#include "store/store.h"
+
+namespace kiln::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+
+Status PrepareDataDir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    return Status::Unavailable("DATA_DIR_UNUSABLE",
+                               "cannot create data directory " + dir.string() + ": " + ec.message(),
+                               "pass a writable --data-dir");
+  }
+  // Keys and the database live here: nobody else needs to read it.
+  ::chmod(dir.c_str(), 0700);
+  if (::access(dir.c_str(), W_OK) != 0) {
+    return Status::Unavailable("DATA_DIR_UNUSABLE", "data directory " + dir.string() +
+                                                        " is not writable",
+                               "pass a writable --data-dir");
+  }
+  return Status::Ok();
+}
+
+// Background chores: idempotency records older than 24 h are purged.
+class Housekeeper {
+ public:
+  explicit Housekeeper(auth::Idempotency& idempotency)
+      : thread_([this, &idempotency] { Loop(idempotency); }) {}
+  ~Housekeeper() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Loop(auth::Idempotency& idempotency) {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      lock.unlock();
+      auto purged = idempotency.Purge();
+      if (!purged.ok()) {
+        log::Warn("idempotency purge failed", {{"error", purged.status().ToString()}});
+      } else if (*purged > 0) {
+        log::Info("idempotency records purged", {{"count", *purged}});
+      }
+      lock.lock();
+      cv_.wait_for(lock, std::chrono::minutes(10), [this] { return stop_; });
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+int Fail(const Status& status) {
+  log::Error("kiln server cannot start", {{"error", status.ToString()}});
+  return 1;
+}
+
+}  // namespace
+
+int Run(const Config& config) {
+  log::Level level = log::Level::kInfo;
+  log::ParseLevel(config.log.level, &level);
+  log::Configure(level, config.log.format == "text" ? log::Format::kText : log::Format::kJson);
+
+  // Signals are taken by sigwait below; threads started later inherit the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  const fs::path data_dir(config.server.data_dir);
+  if (Status s = PrepareDataDir(data_dir); !s.ok()) return Fail(s);
+  auto store = store::OpenSqliteStore(data_dir / "kiln.db");
+  if (!store.ok()) return Fail(store.status());
+  auto box = crypto::SecretBox::OpenOrCreate(data_dir / "master.key");
+  if (!box.ok()) return Fail(box.status());
+  Clock& clock = SystemClock::Instance();
+
+  auto admin_key = auth::Bootstrap(**store, config.server.data_dir, clock);
+  if (!admin_key.ok()) return Fail(admin_key.status());
+  if (admin_key->has_value()) {
+    std::printf(
+        "Created workspace \"default\" and its admin key (shown once; also saved in %s):\n\n"
+        "  %s\n\n",
+        (data_dir / "admin.key").c_str(), (*admin_key)->c_str());
+    std::fflush(stdout);
+  }
+
+  auth::Authenticator authenticator(**store, box->DeriveKey("jwt"), clock);
+  auth::RateLimiter limiter(config.limits.rate_per_second, config.limits.rate_burst, clock);
+  auth::Idempotency idempotency(**store, *box, clock);
+  Metrics metrics;
+  service::Service service({**store, authenticator, clock, config});
+  api::Api api({service, authenticator, limiter, idempotency, metrics, config});
+
+  http::ServerOptions options;
+  uint16_t port = 0;
+  if (Status s = SplitHostPort(config.server.listen, &options.host, &port); !s.ok()) {
+    return Fail(s);
+  }
+  options.port = port;
+  options.threads = config.server.threads > 0
+                        ? config.server.threads
+                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  options.body_limit_bytes = config.server.body_limit_bytes;
+  options.max_header_bytes = config.server.max_header_bytes;
+  options.header_timeout = std::chrono::milliseconds(config.server.header_timeout_ms);
+  options.read_timeout = std::chrono::milliseconds(config.server.read_timeout_ms);
+  options.idle_timeout = std::chrono::milliseconds(config.server.idle_timeout_ms);
+  options.shutdown_grace = std::chrono::milliseconds(config.server.shutdown_grace_ms);
+
+  auto server = http::Server::Start(
+      options, [&api](const http::Request& req, http::Response& res) { api.Handle(req, res); },
+      [&api](const Status& s, http::Response& res) { api.Error(s, NewId("req"), res); });
+  if (!server.ok()) return Fail(server.status());
+
+  auto start_ms = clock.NowMs();
+  metrics.Gauge("kiln_uptime_seconds", "seconds since the server started",
+                [&clock, start_ms] { return (clock.NowMs() - start_ms) / 1000.0; });
+  metrics.Gauge("kiln_http_requests_in_flight", "requests being handled now",
+                [&server] { return static_cast<double>((*server)->InFlight()); });
+  metrics.Gauge("process_resident_memory_bytes", "resident set size", [] {
+    long pages = 0, resident = 0;
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+      if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+      std::fclose(f);
+    }
+    return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+  });
+
+  std::string host = options.host.find(':') != std::string::npos ? "[" + options.host + "]"
+                                                                  : options.host;
+  std::string url = "http://" + host + ":" + std::to_string((*server)->port());
+  // Tests and scripts that start the server on port 0 read the address from here.
+  if (Status s = crypto::WriteFileAtomic(data_dir / "kiln.addr", url + "\n", 0644); !s.ok()) {
+    log::Warn("cannot write kiln.addr", {{"error", s.ToString()}});
+  }
+  log::Info("kiln server listening", {{"url", url},
+                                      {"data_dir", config.server.data_dir},
+                                      {"threads", options.threads},
+                                      {"pid", static_cast<int64_t>(::getpid())}});
+
+  int exit_code = 0;
+  {
+    Housekeeper housekeeper(idempotency);
+    int sig = 0;
+    sigwait(&signals, &sig);
+    log::Info("shutting down: finishing requests in flight",
+              {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
+               {"in_flight", (*server)->InFlight()}});
+    (*server)->Shutdown();
+  }
+  std::error_code ec;
+  fs::remove(data_dir / "kiln.addr", ec);
+  log::Info("kiln server stopped");
+  return exit_code;
+}
+
+}  // namespace kiln::daemon

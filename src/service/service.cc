@@ -1,0 +1,42 @@
+#include <cstdio>
+#include <cstdlib>
+
+#include "service/service.h"
+#include "service/tenancy.h"
+
+namespace kiln::service {
+
+json::object Schema(std::string_view text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) {
+    std::fprintf(stderr, "bad schema literal (%s): %.*s\n", ec.message().c_str(),
+                 static_cast<int>(text.size()), text.data());
+    std::abort();
+  }
+  return std::move(v.as_object());
+}
+
+Service::Service(Deps deps) : deps_(deps) { AddTenancyOperations(deps_, operations_); }
+
+const Operation* Service::Find(std::string_view name) const {
+  for (const auto& op : operations_) {
+    if (op.name == name) return &op;
+  }
+  return nullptr;
+}
+
+Result<json::value> Service::Call(const Operation& op, Context& ctx,
+                                  const json::object& input) const {
+  if (!auth::HasScopes(ctx.principal.scopes, op.scopes)) {
+    std::string needed;
+    for (const auto& s : auth::ScopeNames(op.scopes)) needed += (needed.empty() ? "" : ", ") + s;
+    return Status::PermissionDenied(
+        "MISSING_SCOPE", op.name + " needs the " + needed + " scope",
+        "use a key with that scope, or ask a workspace admin for one (`kiln keys create`)");
+  }
+  KILN_RETURN_IF_ERROR(Validate(op.input, input, ""));
+  return op.run(ctx, input);
+}
+
+}  // namespace kiln::service

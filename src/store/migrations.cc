@@ -1,0 +1,125 @@
+#include "store/migrations.h"
+
+#include <cassert>
+#include <string>
+
+namespace kiln::store {
+
+namespace {
+
+constexpr Migration kMigrations[] = {
+    {1, "workspaces, api keys, events, idempotency", R"sql(
+CREATE TABLE workspaces (
+  seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+  id         TEXT    UNIQUE NOT NULL,
+  slug       TEXT    UNIQUE NOT NULL,
+  name       TEXT    NOT NULL,
+  root       INTEGER NOT NULL DEFAULT 0,
+  created_ms INTEGER NOT NULL
+);
+
+CREATE TABLE api_keys (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+  id           TEXT    UNIQUE NOT NULL,
+  workspace_id TEXT    NOT NULL REFERENCES workspaces(id),
+  name         TEXT    NOT NULL,
+  prefix       TEXT    NOT NULL,
+  hash         TEXT    UNIQUE NOT NULL,
+  scopes       TEXT    NOT NULL,  -- space-separated scope tokens
+  created_ms   INTEGER NOT NULL,
+  last_used_ms INTEGER NOT NULL DEFAULT 0,
+  expires_ms   INTEGER NOT NULL DEFAULT 0,
+  revoked_ms   INTEGER NOT NULL DEFAULT 0,
+  created_by   TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX api_keys_workspace_seq ON api_keys (workspace_id, seq);
+
+CREATE TABLE events (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+  id           TEXT    UNIQUE NOT NULL,
+  workspace_id TEXT    NOT NULL,
+  type         TEXT    NOT NULL,
+  actor        TEXT    NOT NULL DEFAULT '',
+  subject      TEXT    NOT NULL DEFAULT '',
+  data         TEXT    NOT NULL DEFAULT '{}',
+  created_ms   INTEGER NOT NULL
+);
+CREATE INDEX events_workspace_seq ON events (workspace_id, seq);
+
+CREATE TABLE idempotency (
+  key_id       TEXT    NOT NULL,
+  idem_key     TEXT    NOT NULL,
+  request_hash TEXT    NOT NULL,
+  status       INTEGER NOT NULL,
+  sealed_body  TEXT    NOT NULL,
+  created_ms   INTEGER NOT NULL,
+  PRIMARY KEY (key_id, idem_key)
+);
+CREATE INDEX idempotency_created ON idempotency (created_ms);
+)sql"},
+};
+
+constexpr sqlite::Query kCurrentVersion{"read schema version",
+                                        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"};
+constexpr sqlite::Query kIsApplied{"check migration applied",
+                                   "SELECT 1 FROM schema_migrations WHERE version = ?"};
+// applied_at comes from SQLite's clock: it is a record for people, not control state.
+constexpr sqlite::Query kRecord{
+    "record migration",
+    "INSERT INTO schema_migrations (version, name, applied_at) "
+    "VALUES (?, ?, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))"};
+
+Result<int64_t> CurrentVersion(sqlite::Db& db) {
+  KILN_ASSIGN_OR_RETURN(sqlite::Stmt stmt, db.Prepare(kCurrentVersion));
+  KILN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  return row ? stmt.Int64(0) : 0;
+}
+
+Status Apply(sqlite::Db& db, const Migration& m) {
+  sqlite::Transaction txn(db);
+  KILN_RETURN_IF_ERROR(txn.Begin());
+  {
+    // Another kiln process on the same file may have applied it since we looked; the check
+    // is inside the write lock that BEGIN IMMEDIATE took.
+    KILN_ASSIGN_OR_RETURN(sqlite::Stmt applied, db.Prepare(kIsApplied));
+    KILN_ASSIGN_OR_RETURN(bool row, applied.Bind(1, int64_t{m.version}).Step());
+    if (row) return Status::Ok();
+  }
+  std::string op = "migration " + std::to_string(m.version) + " (" + m.name + ")";
+  KILN_RETURN_IF_ERROR(db.Exec(m.sql, op));
+  {
+    KILN_ASSIGN_OR_RETURN(sqlite::Stmt record, db.Prepare(kRecord));
+    KILN_RETURN_IF_ERROR(record.Bind(1, int64_t{m.version}).Bind(2, m.name).Run());
+  }
+  return txn.Commit();
+}
+
+}  // namespace
+
+std::span<const Migration> Migrations() { return kMigrations; }
+
+int LatestSchemaVersion() { return kMigrations[std::size(kMigrations) - 1].version; }
+
+Status Migrate(sqlite::Db& db) {
+  KILN_RETURN_IF_ERROR(
+      db.Exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+              "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+              "create schema_migrations"));
+  KILN_ASSIGN_OR_RETURN(int64_t current, CurrentVersion(db));
+  const int latest = LatestSchemaVersion();
+  if (current > latest) {
+    return Status::Unavailable("DB_TOO_NEW",
+                               "kiln.db is at schema version " + std::to_string(current) +
+                                   " but this kiln knows up to " + std::to_string(latest),
+                               "run a newer kiln or restore a backup");
+  }
+  for (size_t i = 0; i < std::size(kMigrations); ++i) {
+    const Migration& m = kMigrations[i];
+    assert(m.version == static_cast<int>(i) + 1 && "migration versions must be 1, 2, 3, ...");
+    if (m.version <= current) continue;
+    KILN_RETURN_IF_ERROR(Apply(db, m));
+  }
+  return Status::Ok();
+}
+
+}  // namespace kiln::store

@@ -1,0 +1,502 @@
+// The SQLite implementation of Store.
+//
+// Concurrency: one write connection behind write_mu_, so writes are serialized in-process
+// and each is one BEGIN IMMEDIATE transaction (the busy timeout covers another process); reads
+// borrow a connection from a pool and run in parallel with each other and with the writer
+// (WAL). Every connection caches its prepared statements, so the per-request FindKeyByHash is
+// one indexed lookup with no parsing.
+
+#include <cerrno>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include "store/migrations.h"
+#include "store/sqlite_db.h"
+#include "store/store.h"
+
+namespace kiln::store {
+
+namespace {
+
+using sqlite::Db;
+using sqlite::Query;
+using sqlite::Stmt;
+
+// Read connections at most; more would only contend for the same cores and disk.
+constexpr size_t kMaxReaders = 8;
+
+// ---- Statements. The column lists match the Read* functions below. ----
+
+constexpr Query kInsertWorkspace{
+    "insert workspace",
+    "INSERT INTO workspaces (id, slug, name, root, created_ms) VALUES (?, ?, ?, ?, ?)"};
+constexpr Query kSlugTaken{"check workspace slug", "SELECT 1 FROM workspaces WHERE slug = ?"};
+constexpr Query kWorkspaceExists{"check workspace", "SELECT 1 FROM workspaces WHERE id = ?"};
+constexpr Query kGetWorkspace{
+    "get workspace", "SELECT seq, id, slug, name, root, created_ms FROM workspaces WHERE id = ?"};
+constexpr Query kGetWorkspaceBySlug{
+    "get workspace by slug",
+    "SELECT seq, id, slug, name, root, created_ms FROM workspaces WHERE slug = ?"};
+constexpr Query kListWorkspaces{"list workspaces",
+                                "SELECT seq, id, slug, name, root, created_ms FROM workspaces "
+                                "WHERE seq > ? ORDER BY seq ASC LIMIT ?"};
+constexpr Query kCountWorkspaces{"count workspaces", "SELECT COUNT(*) FROM workspaces"};
+
+constexpr Query kInsertKey{
+    "insert key",
+    "INSERT INTO api_keys (id, workspace_id, name, prefix, hash, scopes, created_ms, "
+    "last_used_ms, expires_ms, revoked_ms, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"};
+constexpr Query kFindKeyByHash{
+    "find key by hash",
+    "SELECT seq, id, workspace_id, name, prefix, hash, scopes, created_ms, last_used_ms, "
+    "expires_ms, revoked_ms, created_by FROM api_keys WHERE hash = ?"};
+constexpr Query kGetKey{
+    "get key",
+    "SELECT seq, id, workspace_id, name, prefix, hash, scopes, created_ms, last_used_ms, "
+    "expires_ms, revoked_ms, created_by FROM api_keys WHERE id = ? AND workspace_id = ?"};
+constexpr Query kListKeys{
+    "list keys",
+    "SELECT seq, id, workspace_id, name, prefix, hash, scopes, created_ms, last_used_ms, "
+    "expires_ms, revoked_ms, created_by FROM api_keys "
+    "WHERE workspace_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?"};
+constexpr Query kRevokeKey{
+    "revoke key",
+    "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND workspace_id = ? AND revoked_ms = 0"};
+// MAX keeps last_used_ms from going back when touches race; the row still counts as changed,
+// so 0 changes means the key does not exist.
+constexpr Query kTouchKey{"touch key",
+                          "UPDATE api_keys SET last_used_ms = MAX(last_used_ms, ?) WHERE id = ?"};
+// Padding both sides with spaces makes the match whole-token: "apps" does not match
+// "apps:read".
+constexpr Query kCountActiveKeysWithScope{
+    "count keys with scope",
+    "SELECT COUNT(*) FROM api_keys WHERE workspace_id = ? AND revoked_ms = 0 "
+    "AND instr(' ' || scopes || ' ', ' ' || ? || ' ') > 0"};
+
+constexpr Query kInsertEvent{
+    "insert event",
+    "INSERT INTO events (id, workspace_id, type, actor, subject, data, created_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"};
+constexpr Query kListEvents{
+    "list events",
+    "SELECT seq, id, workspace_id, type, actor, subject, data, created_ms FROM events "
+    "WHERE workspace_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"};
+
+constexpr Query kGetIdempotency{
+    "get idempotency record",
+    "SELECT key_id, idem_key, request_hash, status, sealed_body, created_ms FROM idempotency "
+    "WHERE key_id = ? AND idem_key = ?"};
+constexpr Query kPutIdempotency{
+    "put idempotency record",
+    "INSERT OR REPLACE INTO idempotency (key_id, idem_key, request_hash, status, sealed_body, "
+    "created_ms) VALUES (?, ?, ?, ?, ?, ?)"};
+constexpr Query kPurgeIdempotency{"purge idempotency records",
+                                  "DELETE FROM idempotency WHERE created_ms < ?"};
+
+constexpr Query kIntegrityCheck{"integrity check", "PRAGMA integrity_check"};
+
+// ---- Rows ----
+
+std::string JoinScopes(const std::vector<std::string>& scopes) {
+  std::string out;
+  for (const std::string& scope : scopes) {
+    if (!out.empty()) out += ' ';
+    out += scope;
+  }
+  return out;
+}
+
+std::vector<std::string> SplitScopes(std::string_view text) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find(' ', pos);
+    if (end == std::string_view::npos) end = text.size();
+    if (end > pos) out.emplace_back(text.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
+// Scopes are stored space-separated, so a token must be non-empty and hold no whitespace.
+Status ValidateScopes(const std::vector<std::string>& scopes) {
+  for (const std::string& scope : scopes) {
+    if (scope.empty() || scope.find_first_of(" \t\r\n") != std::string::npos) {
+      return Status::InvalidArgument("INVALID_SCOPE",
+                                     "scope \"" + scope + "\" is empty or contains whitespace");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ValidatePage(const PageRequest& page) {
+  if (page.limit < 1) {
+    return Status::InvalidArgument(
+        "INVALID_LIMIT", "page limit must be at least 1, got " + std::to_string(page.limit));
+  }
+  return Status::Ok();
+}
+
+Workspace ReadWorkspace(const Stmt& s) {
+  Workspace ws;
+  ws.seq = s.Int64(0);
+  ws.id = s.Text(1);
+  ws.slug = s.Text(2);
+  ws.name = s.Text(3);
+  ws.root = s.Int64(4) != 0;
+  ws.created_ms = s.Int64(5);
+  return ws;
+}
+
+ApiKey ReadKey(const Stmt& s) {
+  ApiKey key;
+  key.seq = s.Int64(0);
+  key.id = s.Text(1);
+  key.workspace_id = s.Text(2);
+  key.name = s.Text(3);
+  key.prefix = s.Text(4);
+  key.hash = s.Text(5);
+  key.scopes = SplitScopes(s.Text(6));
+  key.created_ms = s.Int64(7);
+  key.last_used_ms = s.Int64(8);
+  key.expires_ms = s.Int64(9);
+  key.revoked_ms = s.Int64(10);
+  key.created_by = s.Text(11);
+  return key;
+}
+
+Event ReadEvent(const Stmt& s) {
+  Event event;
+  event.seq = s.Int64(0);
+  event.id = s.Text(1);
+  event.workspace_id = s.Text(2);
+  event.type = s.Text(3);
+  event.actor = s.Text(4);
+  event.subject = s.Text(5);
+  event.data = s.Text(6);
+  event.created_ms = s.Int64(7);
+  return event;
+}
+
+// Runs `stmt` to the end, reading each row with `read`.
+template <typename T, typename ReadRow>
+Result<std::vector<T>> Collect(Stmt& stmt, ReadRow read) {
+  std::vector<T> rows;
+  for (;;) {
+    KILN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) return rows;
+    rows.push_back(read(stmt));
+  }
+}
+
+Status InsertWorkspaceRow(Db& db, const Workspace& ws) {
+  KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kInsertWorkspace));
+  return stmt.Bind(1, ws.id)
+      .Bind(2, ws.slug)
+      .Bind(3, ws.name)
+      .Bind(4, int64_t{ws.root ? 1 : 0})
+      .Bind(5, ws.created_ms)
+      .Run();
+}
+
+Status InsertKeyRow(Db& db, const ApiKey& key) {
+  KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kInsertKey));
+  return stmt.Bind(1, key.id)
+      .Bind(2, key.workspace_id)
+      .Bind(3, key.name)
+      .Bind(4, key.prefix)
+      .Bind(5, key.hash)
+      .Bind(6, JoinScopes(key.scopes))
+      .Bind(7, key.created_ms)
+      .Bind(8, key.last_used_ms)
+      .Bind(9, key.expires_ms)
+      .Bind(10, key.revoked_ms)
+      .Bind(11, key.created_by)
+      .Run();
+}
+
+Status InsertEventRow(Db& db, const Event& event) {
+  KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kInsertEvent));
+  return stmt.Bind(1, event.id)
+      .Bind(2, event.workspace_id)
+      .Bind(3, event.type)
+      .Bind(4, event.actor)
+      .Bind(5, event.subject)
+      .Bind(6, event.data.empty() ? std::string_view("{}") : std::string_view(event.data))
+      .Bind(7, event.created_ms)
+      .Run();
+}
+
+Result<bool> Exists(Db& db, const Query& query, const std::string& value) {
+  KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(query));
+  return stmt.Bind(1, value).Step();
+}
+
+Result<int64_t> ScalarInt(Stmt& stmt) {
+  KILN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  return row ? stmt.Int64(0) : 0;
+}
+
+// ---- The store ----
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::string path, std::unique_ptr<Db> writer)
+      : writer_(std::move(writer)), readers_(std::move(path), kMaxReaders) {}
+
+  Status CreateWorkspace(const Workspace& ws, const ApiKey& first_key,
+                         const Event& event) override {
+    if (first_key.workspace_id != ws.id) {
+      return Status::InvalidArgument(
+          "INVALID_ARGUMENT",
+          "the first key of workspace " + ws.id + " names workspace " + first_key.workspace_id);
+    }
+    KILN_RETURN_IF_ERROR(ValidateScopes(first_key.scopes));
+    return Write([&](Db& db) -> Status {
+      // Checked first for a message that names the slug; the UNIQUE index still guards it.
+      KILN_ASSIGN_OR_RETURN(bool taken, Exists(db, kSlugTaken, ws.slug));
+      if (taken) {
+        return Status::Conflict("ALREADY_EXISTS",
+                                "a workspace with slug \"" + ws.slug + "\" already exists",
+                                "choose another slug");
+      }
+      KILN_RETURN_IF_ERROR(InsertWorkspaceRow(db, ws));
+      KILN_RETURN_IF_ERROR(InsertKeyRow(db, first_key));
+      return InsertEventRow(db, event);
+    });
+  }
+
+  Result<Workspace> GetWorkspace(const std::string& id) override {
+    return Read([&](Db& db) -> Result<Workspace> {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kGetWorkspace));
+      KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, id).Step());
+      if (!row) return Status::NotFound("WORKSPACE_NOT_FOUND", "no workspace " + id);
+      return ReadWorkspace(stmt);
+    });
+  }
+
+  Result<Workspace> GetWorkspaceBySlug(const std::string& slug) override {
+    return Read([&](Db& db) -> Result<Workspace> {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kGetWorkspaceBySlug));
+      KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, slug).Step());
+      if (!row) {
+        return Status::NotFound("WORKSPACE_NOT_FOUND", "no workspace with slug \"" + slug + "\"");
+      }
+      return ReadWorkspace(stmt);
+    });
+  }
+
+  Result<std::vector<Workspace>> ListWorkspaces(const PageRequest& page) override {
+    KILN_RETURN_IF_ERROR(ValidatePage(page));
+    return Read([&](Db& db) -> Result<std::vector<Workspace>> {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kListWorkspaces));
+      stmt.Bind(1, page.seq).Bind(2, int64_t{page.limit});
+      return Collect<Workspace>(stmt, ReadWorkspace);
+    });
+  }
+
+  Result<int64_t> CountWorkspaces() override {
+    return Read([&](Db& db) -> Result<int64_t> {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kCountWorkspaces));
+      return ScalarInt(stmt);
+    });
+  }
+
+  Status InsertKey(const ApiKey& key, const Event& event) override {
+    KILN_RETURN_IF_ERROR(ValidateScopes(key.scopes));
+    return Write([&](Db& db) -> Status {
+      // The foreign key would refuse it too, but as an opaque constraint failure.
+      KILN_ASSIGN_OR_RETURN(bool exists, Exists(db, kWorkspaceExists, key.workspace_id));
+      if (!exists) {
+        return Status::NotFound("WORKSPACE_NOT_FOUND", "no workspace " + key.workspace_id);
+      }
+      KILN_RETURN_IF_ERROR(InsertKeyRow(db, key));
+      return InsertEventRow(db, event);
+    });
+  }
+
+  Result<ApiKey> FindKeyByHash(const std::string& hash) override {
+    return Read([&](Db& db) -> Result<ApiKey> {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kFindKeyByHash));
+      KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, hash).Step());
+      // The hash is a credential's fingerprint: keep it out of the message.
+      if (!row) return Status::NotFound("KEY_NOT_FOUND", "no key with this secret");
+      return ReadKey(stmt);
+    });
+  }
+
+  Result<ApiKey> GetKey(const std::string& workspace_id, const std::string& id) override {
+    return Read([&](Db& db) -> Result<ApiKey> {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kGetKey));
+      KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, id).Bind(2, workspace_id).Step());
+      if (!row) return Status::NotFound("KEY_NOT_FOUND", "no key " + id + " in this workspace");
+      return ReadKey(stmt);
+    });
+  }
+
+  Result<std::vector<ApiKey>> ListKeys(const std::string& workspace_id,
+                                       const PageRequest& page) override {
+    KILN_RETURN_IF_ERROR(ValidatePage(page));
+    return Read([&](Db& db) -> Result<std::vector<ApiKey>> {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kListKeys));
+      stmt.Bind(1, workspace_id).Bind(2, page.seq).Bind(3, int64_t{page.limit});
+      return Collect<ApiKey>(stmt, ReadKey);
+    });
+  }
+
+  Status RevokeKey(const std::string& workspace_id, const std::string& id, int64_t revoked_ms,
+                   const Event& event) override {
+    if (revoked_ms <= 0) {
+      // 0 means "active" in the table, so it cannot mark a revocation.
+      return Status::InvalidArgument(
+          "INVALID_ARGUMENT", "revoked_ms must be positive, got " + std::to_string(revoked_ms));
+    }
+    return Write([&](Db& db) -> Status {
+      {
+        KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kRevokeKey));
+        KILN_RETURN_IF_ERROR(stmt.Bind(1, revoked_ms).Bind(2, id).Bind(3, workspace_id).Run());
+      }
+      if (db.Changes() == 0) {
+        return Status::NotFound("KEY_NOT_FOUND", "no active key " + id + " in this workspace");
+      }
+      return InsertEventRow(db, event);
+    });
+  }
+
+  Status TouchKey(const std::string& id, int64_t used_ms) override {
+    // One statement commits atomically on its own; no event goes with it.
+    std::lock_guard lock(write_mu_);
+    {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, writer_->Prepare(kTouchKey));
+      KILN_RETURN_IF_ERROR(stmt.Bind(1, used_ms).Bind(2, id).Run());
+    }
+    if (writer_->Changes() == 0) return Status::NotFound("KEY_NOT_FOUND", "no key " + id);
+    return Status::Ok();
+  }
+
+  Result<int64_t> CountActiveKeysWithScope(const std::string& workspace_id,
+                                           const std::string& scope) override {
+    return Read([&](Db& db) -> Result<int64_t> {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kCountActiveKeysWithScope));
+      stmt.Bind(1, workspace_id).Bind(2, scope);
+      return ScalarInt(stmt);
+    });
+  }
+
+  Status AppendEvent(const Event& event) override {
+    std::lock_guard lock(write_mu_);
+    return InsertEventRow(*writer_, event);
+  }
+
+  Result<std::vector<Event>> ListEvents(const std::string& workspace_id,
+                                        const PageRequest& page) override {
+    KILN_RETURN_IF_ERROR(ValidatePage(page));
+    // seq 0 means "from the newest": every seq is below INT64_MAX. A plain bound (rather
+    // than "? = 0 OR seq < ?") lets SQLite walk the (workspace_id, seq) index backwards.
+    int64_t before = page.seq == 0 ? std::numeric_limits<int64_t>::max() : page.seq;
+    return Read([&](Db& db) -> Result<std::vector<Event>> {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kListEvents));
+      stmt.Bind(1, workspace_id).Bind(2, before).Bind(3, int64_t{page.limit});
+      return Collect<Event>(stmt, ReadEvent);
+    });
+  }
+
+  Result<std::optional<IdempotencyRecord>> GetIdempotency(const std::string& key_id,
+                                                          const std::string& idem_key) override {
+    return Read([&](Db& db) -> Result<std::optional<IdempotencyRecord>> {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kGetIdempotency));
+      KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, key_id).Bind(2, idem_key).Step());
+      if (!row) return std::optional<IdempotencyRecord>();
+      IdempotencyRecord record;
+      record.key_id = stmt.Text(0);
+      record.idem_key = stmt.Text(1);
+      record.request_hash = stmt.Text(2);
+      record.status = static_cast<int>(stmt.Int64(3));
+      record.sealed_body = stmt.Text(4);
+      record.created_ms = stmt.Int64(5);
+      return std::optional<IdempotencyRecord>(std::move(record));
+    });
+  }
+
+  Status PutIdempotency(const IdempotencyRecord& record) override {
+    std::lock_guard lock(write_mu_);
+    KILN_ASSIGN_OR_RETURN(Stmt stmt, writer_->Prepare(kPutIdempotency));
+    return stmt.Bind(1, record.key_id)
+        .Bind(2, record.idem_key)
+        .Bind(3, record.request_hash)
+        .Bind(4, int64_t{record.status})
+        .Bind(5, record.sealed_body)
+        .Bind(6, record.created_ms)
+        .Run();
+  }
+
+  Result<int64_t> PurgeIdempotency(int64_t older_than_ms) override {
+    std::lock_guard lock(write_mu_);
+    {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, writer_->Prepare(kPurgeIdempotency));
+      KILN_RETURN_IF_ERROR(stmt.Bind(1, older_than_ms).Run());
+    }
+    return writer_->Changes();
+  }
+
+  Status CheckIntegrity() override {
+    return Read([&](Db& db) -> Status {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kIntegrityCheck));
+      KILN_ASSIGN_OR_RETURN(std::vector<std::string> lines,
+                            Collect<std::string>(stmt, [](const Stmt& s) { return s.Text(0); }));
+      if (lines.size() == 1 && lines[0] == "ok") return Status::Ok();
+      std::string message = "kiln.db failed its integrity check:";
+      for (size_t i = 0; i < lines.size() && i < 10; ++i) message += "\n  " + lines[i];
+      return Status::Internal(std::move(message), "restore kiln.db from a backup");
+    });
+  }
+
+ private:
+  // Runs `body` in one write transaction: all of it commits, durably, or none of it does.
+  template <typename Body>
+  Status Write(Body&& body) {
+    std::lock_guard lock(write_mu_);
+    sqlite::Transaction txn(*writer_);
+    KILN_RETURN_IF_ERROR(txn.Begin());
+    KILN_RETURN_IF_ERROR(body(*writer_));
+    return txn.Commit();
+  }
+
+  // Runs `body` on a borrowed read connection.
+  template <typename Body>
+  auto Read(Body&& body) -> decltype(body(std::declval<Db&>())) {
+    Result<sqlite::ReadPool::Lease> lease = readers_.Acquire();
+    if (!lease.ok()) return lease.status();
+    return body(**lease);
+  }
+
+  std::mutex write_mu_;
+  std::unique_ptr<Db> writer_;  // guarded by write_mu_
+  sqlite::ReadPool readers_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::filesystem::path& path) {
+  std::filesystem::path dir = path.parent_path();
+  if (!dir.empty()) {
+    std::error_code ec;
+    if (std::filesystem::create_directories(dir, ec)) {
+      // A new data_dir: it will hold master.key too, so only kiln's user may enter it.
+      std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
+                                   std::filesystem::perm_options::replace, ec);
+    }
+    if (ec) return Status::FromErrno("mkdir(\"" + dir.string() + "\")", ec.value());
+  }
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<Db> writer, Db::Open(path.string(), /*read_only=*/false));
+  KILN_RETURN_IF_ERROR(Migrate(*writer));
+  return std::unique_ptr<Store>(new SqliteStore(path.string(), std::move(writer)));
+}
+
+}  // namespace kiln::store

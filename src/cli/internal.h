@@ -1,0 +1,43 @@
+#pragma once
+// Module-private pieces of the CLI: the API client, profile storage and output helpers.
+
+#include <string>
+#include <vector>
+
+#include "core/core.h"
+#include "core/json.h"
+
+namespace kiln::cli {
+
+enum ExitCode { kOk = 0, kApiError = 1, kUsage = 2, kUnreachable = 3 };
+
+struct Profile {
+  std::string url;
+  std::string api_key;
+};
+std::string ProfilePath();  // $XDG_CONFIG_HOME/kiln/config.toml or ~/.config/kiln/config.toml
+// The saved profile with KILN_URL / KILN_API_KEY applied over it.
+Profile LoadProfile();
+Status SaveProfile(const Profile& profile);
+
+// Calls the API and unwraps the envelope: `data` on success (or the whole list envelope
+// when `list` is set), else a Status carrying the server's code, message and hint.
+Result<json::value> CallApi(const Profile& profile, const std::string& method,
+                            const std::string& path, const json::value* body = nullptr,
+                            int* http_status = nullptr);
+
+struct Output {
+  bool json = false;
+  bool color = false;  // stdout is a terminal and NO_COLOR is not set
+};
+Output DetectOutput(bool json_flag);
+// Prints rows under a header, columns padded to width.
+void PrintTable(const Output& out, const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows);
+void PrintJson(const json::value& value);
+// Prints "error: message" and "hint: hint" to stderr; returns the exit code to use.
+int ReportError(const Output& out, const Status& status);
+std::string Bold(const Output& out, const std::string& text);
+std::string Str(const json::value& v);  // strings unquoted, null as "-", others as JSON
+
+}  // namespace kiln::cli

@@ -1,0 +1,76 @@
+#pragma once
+// service: every operation Kiln offers, defined once (DESIGN.md §2 "One source of truth").
+// An Operation carries its name, description, JSON Schemas, scopes, annotations and REST
+// binding; REST routes, the OpenAPI document, MCP tools and CLI help are derived from it.
+//
+// Thread-safety: the operation list is built in the constructor and read-only afterwards;
+// Call may run on any thread concurrently.
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/auth.h"
+#include "core/core.h"
+#include "core/json.h"
+#include "store/store.h"
+
+namespace kiln::service {
+
+struct Context {
+  const auth::Principal& principal;
+  std::string request_id;
+};
+
+struct Operation {
+  std::string name;         // "keys.create": resource first; MCP tool name "keys_create"
+  std::string summary;      // one line, for lists and CLI help
+  std::string description;  // for people and models: what it does, when to use it
+  std::string method;       // REST binding: "POST"
+  std::string path;         // "/v1/keys/{id}"; {x} fills input field x
+  json::object input;       // JSON Schema of the merged input (path + query + body)
+  json::object output;      // JSON Schema of `data` (of one item when paginated)
+  auth::Scopes scopes = 0;  // needed to call it (admin implies all)
+  bool read_only = false;
+  bool destructive = false;  // needs `confirm` with the exact resource id or name
+  bool idempotent = false;
+  bool paginated = false;  // run() answers {items, has_more, next_cursor}
+  int success_status = 200;
+  std::function<Result<json::value>(Context&, const json::object&)> run;
+};
+
+struct Deps {
+  store::Store& store;
+  auth::Authenticator& auth;
+  const Clock& clock;
+  const Config& config;
+};
+
+class Service {
+ public:
+  explicit Service(Deps deps);
+  // Operations hold references to deps_ and to operations_: the service never moves.
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+  const std::vector<Operation>& operations() const { return operations_; }
+  const Operation* Find(std::string_view name) const;
+  // Checks scopes (PermissionDenied MISSING_SCOPE), validates `input` against the
+  // operation's schema (InvalidArgument VALIDATION_FAILED / UNKNOWN_FIELD), then runs it.
+  Result<json::value> Call(const Operation& op, Context& ctx, const json::object& input) const;
+
+ private:
+  Deps deps_;
+  std::vector<Operation> operations_;
+};
+
+// Validates `value` against a JSON Schema subset (type, properties, required,
+// additionalProperties, enum, minLength, maxLength, pattern, minimum, maximum, items,
+// minItems, maxItems, uniqueItems). `where` names the value in messages ("body.name").
+Status Validate(const json::object& schema, const json::value& value, std::string_view where);
+
+// Opaque list cursors over store sequence numbers.
+std::string EncodeCursor(int64_t seq);
+Result<int64_t> DecodeCursor(std::string_view cursor);
+
+}  // namespace kiln::service
