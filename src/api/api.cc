@@ -1,8 +1,8 @@
 #include "api/api.h"
 
-#include <chrono>
 #include <cctype>
 #include <charconv>
+#include <chrono>
 
 #include "core/json.h"
 
@@ -20,8 +20,8 @@ std::string RequestIdFrom(const http::Request& req) {
   if (!given.empty() && given.size() <= 128) {
     bool clean = true;
     for (char c : given) {
-      clean = clean && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
-                        c == '.');
+      clean = clean &&
+              (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
     }
     if (clean) return std::string(given);
   }
@@ -42,9 +42,9 @@ std::string_view Credential(const http::Request& req) {
 Result<json::value> QueryValue(const json::object& props, const std::string& name,
                                const std::string& text) {
   auto bad = [&](std::string_view want) {
-    return Status::InvalidArgument("VALIDATION_FAILED",
-                                   name + ": must be " + std::string(want) + " (got \"" + text + "\")",
-                                   "fix the query parameter and retry");
+    return Status::InvalidArgument(
+        "VALIDATION_FAILED", name + ": must be " + std::string(want) + " (got \"" + text + "\")",
+        "fix the query parameter and retry");
   };
   auto it = props.find(name);
   std::string_view type;
@@ -90,8 +90,7 @@ struct Api::Impl {
   std::string openapi;
 
   void RunOperation(Api& api, const service::Operation& op, const http::Router::Match& match,
-                    const http::Request& req, const std::string& request_id,
-                    http::Response& res);
+                    const http::Request& req, const std::string& request_id, http::Response& res);
   Result<json::object> Input(const service::Operation& op, const http::Router::Match& match,
                              const http::Request& req);
 };
@@ -133,7 +132,7 @@ void Api::Error(const Status& status, const std::string& request_id, http::Respo
            " (details are in the server log)";
   }
   json::object error{{"code", status.error_code().empty() ? std::string(CodeName(status.code()))
-                                                           : status.error_code()},
+                                                          : status.error_code()},
                      {"message", message},
                      {"requestId", request_id}};
   if (!hint.empty()) error["hint"] = hint;
@@ -151,10 +150,10 @@ void Api::Handle(const http::Request& req, http::Response& res) {
   std::string_view route = "unmatched";
   if (match.route < 0) {
     if (match.method_mismatch) {
-      Error(Status(Code::kInvalidArgument, "METHOD_NOT_ALLOWED",
-                   req.method + " is not allowed on " + req.path,
-                   "allowed methods: " + match.allow),
-            request_id, res);
+      Error(
+          Status(Code::kInvalidArgument, "METHOD_NOT_ALLOWED",
+                 req.method + " is not allowed on " + req.path, "allowed methods: " + match.allow),
+          request_id, res);
       res.status = 405;
       res.Set("Allow", match.allow);
     } else {
@@ -196,8 +195,7 @@ void Api::Handle(const http::Request& req, http::Response& res) {
 }
 
 Result<json::object> Api::Impl::Input(const service::Operation& op,
-                                      const http::Router::Match& match,
-                                      const http::Request& req) {
+                                      const http::Router::Match& match, const http::Request& req) {
   json::object input;
   if (IsBodyMethod(req.method) && !req.body.empty()) {
     KILN_ASSIGN_OR_RETURN(json::value body, ParseJson(req.body));
@@ -247,10 +245,10 @@ void Api::Impl::RunOperation(Api& api, const service::Operation& op,
   std::string request_hash;
   if (!idem_key.empty() && req.method == "POST") {
     if (idem_key.size() > 255) {
-      return api.Error(Status::InvalidArgument("INVALID_IDEMPOTENCY_KEY",
-                                               "Idempotency-Key is longer than 255 characters",
-                                               "use a UUID"),
-                       request_id, res);
+      return api.Error(
+          Status::InvalidArgument("INVALID_IDEMPOTENCY_KEY",
+                                  "Idempotency-Key is longer than 255 characters", "use a UUID"),
+          request_id, res);
     }
     request_hash = crypto::Sha256Hex(req.method + '\n' + req.path + '\n' + req.body);
     auto begun = deps.idempotency.Begin(principal->key_id, idem_key, request_hash);

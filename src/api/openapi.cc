@@ -23,9 +23,10 @@ json::object Envelope(const service::Operation& op) {
   if (op.paginated) {
     return {{"type", "object"},
             {"required", json::array{"data", "has_more", "next_cursor"}},
-            {"properties", json::object{{"data", json::object{{"type", "array"}, {"items", op.output}}},
-                                        {"has_more", json::object{{"type", "boolean"}}},
-                                        {"next_cursor", json::object{{"type", json::array{"string", "null"}}}}}}};
+            {"properties",
+             json::object{{"data", json::object{{"type", "array"}, {"items", op.output}}},
+                          {"has_more", json::object{{"type", "boolean"}}},
+                          {"next_cursor", json::object{{"type", json::array{"string", "null"}}}}}}};
   }
   return {{"type", "object"},
           {"required", json::array{"data"}},
@@ -33,8 +34,9 @@ json::object Envelope(const service::Operation& op) {
 }
 
 json::object Response(std::string description, json::object schema) {
-  return {{"description", std::move(description)},
-          {"content", json::object{{"application/json", json::object{{"schema", std::move(schema)}}}}}};
+  return {
+      {"description", std::move(description)},
+      {"content", json::object{{"application/json", json::object{{"schema", std::move(schema)}}}}}};
 }
 
 json::object ErrorRef() { return {{"$ref", "#/components/schemas/Error"}}; }
@@ -70,19 +72,20 @@ json::object OperationObject(const service::Operation& op) {
     for (const auto& name : names) add_param(name, "query", required.contains(name));
   }
   if (op.method == "POST") {
-    parameters.push_back(json::object{
-        {"name", "Idempotency-Key"},
-        {"in", "header"},
-        {"required", false},
-        {"description", "replays the first response to the same key for 24 h"},
-        {"schema", json::object{{"type", "string"}, {"maxLength", 255}}}});
+    parameters.push_back(
+        json::object{{"name", "Idempotency-Key"},
+                     {"in", "header"},
+                     {"required", false},
+                     {"description", "replays the first response to the same key for 24 h"},
+                     {"schema", json::object{{"type", "string"}, {"maxLength", 255}}}});
   }
 
   json::object o{{"operationId", operation_id},
                  {"summary", op.summary},
                  {"description", op.description},
                  {"tags", json::array{json::value(tag)}},
-                 {"x-kiln-scopes", [&] {
+                 {"x-kiln-scopes",
+                  [&] {
                     json::array a;
                     for (const auto& s : auth::ScopeNames(op.scopes)) a.emplace_back(s);
                     return a;
@@ -122,14 +125,19 @@ std::string BuildOpenApi(const std::vector<service::Operation>& operations) {
     paths[op.path][method] = OperationObject(op);
   }
   paths["/healthz"]["get"] = json::object{
-      {"operationId", "healthz"}, {"summary", "Liveness"}, {"security", json::array{}},
-      {"responses", json::object{{"200", json::object{{"description", "the server is up"}}}}}};
-  paths["/metrics"]["get"] = json::object{
-      {"operationId", "metrics"}, {"summary", "Prometheus metrics (text format)"},
+      {"operationId", "healthz"},
+      {"summary", "Liveness"},
       {"security", json::array{}},
-      {"responses", json::object{{"200", json::object{{"description", "metrics"}}}}}};
+      {"responses", json::object{{"200", json::object{{"description", "the server is up"}}}}}};
+  paths["/metrics"]["get"] =
+      json::object{{"operationId", "metrics"},
+                   {"summary", "Prometheus metrics (text format)"},
+                   {"security", json::array{}},
+                   {"responses", json::object{{"200", json::object{{"description", "metrics"}}}}}};
   paths["/v1/openapi.json"]["get"] = json::object{
-      {"operationId", "openapi"}, {"summary", "This document"}, {"security", json::array{}},
+      {"operationId", "openapi"},
+      {"summary", "This document"},
+      {"security", json::array{}},
       {"responses", json::object{{"200", json::object{{"description", "OpenAPI 3.1"}}}}}};
 
   json::object path_obj;
@@ -149,23 +157,28 @@ std::string BuildOpenApi(const std::vector<service::Operation>& operations) {
       {"components",
        json::object{
            {"securitySchemes",
-            json::object{{"bearer", json::object{{"type", "http"}, {"scheme", "bearer"}}},
-                         {"apiKey", json::object{{"type", "apiKey"}, {"in", "header"},
-                                                 {"name", "X-API-Key"}}}}},
+            json::object{
+                {"bearer", json::object{{"type", "http"}, {"scheme", "bearer"}}},
+                {"apiKey",
+                 json::object{{"type", "apiKey"}, {"in", "header"}, {"name", "X-API-Key"}}}}},
            {"schemas",
-            json::object{{"Error",
-                          json::object{
-                              {"type", "object"},
-                              {"required", json::array{"error"}},
-                              {"properties",
-                               json::object{{"error",
-                                             json::object{{"type", "object"},
-                                                          {"required", json::array{"code", "message"}},
-                                                          {"properties",
-                                                           json::object{{"code", json::object{{"type", "string"}}},
-                                                                        {"message", json::object{{"type", "string"}}},
-                                                                        {"hint", json::object{{"type", "string"}}},
-                                                                        {"requestId", json::object{{"type", "string"}}}}}}}}}}}}}}}};
+            json::object{
+                {"Error",
+                 json::object{
+                     {"type", "object"},
+                     {"required", json::array{"error"}},
+                     {"properties",
+                      json::object{
+                          {"error",
+                           json::object{
+                               {"type", "object"},
+                               {"required", json::array{"code", "message"}},
+                               {"properties",
+                                json::object{
+                                    {"code", json::object{{"type", "string"}}},
+                                    {"message", json::object{{"type", "string"}}},
+                                    {"hint", json::object{{"type", "string"}}},
+                                    {"requestId", json::object{{"type", "string"}}}}}}}}}}}}}}}};
   return json::serialize(doc);
 }
 

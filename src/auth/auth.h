@@ -93,7 +93,7 @@ class Authenticator {
   std::string jwt_key_;
   const Clock& clock_;
   std::mutex mu_;
-  std::unordered_map<std::string, Cached> by_hash_;     // key hash -> principal
+  std::unordered_map<std::string, Cached> by_hash_;       // key hash -> principal
   std::unordered_map<std::string, std::string> hash_of_;  // key id -> key hash
   std::unordered_map<std::string, int64_t> touched_ms_;   // key id -> last_used written
 };
@@ -104,9 +104,9 @@ class RateLimiter {
   RateLimiter(double rate, int burst, const Clock& clock);
   struct Decision {
     bool allowed = true;
-    int limit = 0;        // X-RateLimit-Limit: the burst size
-    int remaining = 0;    // X-RateLimit-Remaining
-    int reset_s = 0;      // X-RateLimit-Reset: seconds until the bucket is full again
+    int limit = 0;          // X-RateLimit-Limit: the burst size
+    int remaining = 0;      // X-RateLimit-Remaining
+    int reset_s = 0;        // X-RateLimit-Reset: seconds until the bucket is full again
     int retry_after_s = 0;  // Retry-After when not allowed
   };
   Decision Take(const std::string& key_id);

@@ -93,8 +93,8 @@ TEST(JwtTest, RejectsTamperingAndAlgNone) {
   size_t at = payload.find("\"read\"");
   ASSERT_NE(at, std::string::npos);
   payload.replace(at, 6, "\"admin\"");
-  std::string forged = token.substr(0, dot1) + "." + crypto::Base64UrlEncode(payload) +
-                       token.substr(dot2);
+  std::string forged =
+      token.substr(0, dot1) + "." + crypto::Base64UrlEncode(payload) + token.substr(dot2);
   EXPECT_EQ(VerifyJwt(forged, "k", 1500).status().error_code(), "TOKEN_INVALID");
   // alg=none, even when "signed" with the right key, is refused.
   std::string none = crypto::Base64UrlEncode(R"({"alg":"none","typ":"JWT"})") + "." +
@@ -124,7 +124,7 @@ TEST(RateLimiterTest, BurstThenRefill) {
 }
 
 TEST_F(AuthTest, BootstrapOnceWithPrivateKeyFile) {
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat((dir_.path() + "/admin.key").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   auto again = Bootstrap(*store_, dir_.path(), clock_);
@@ -168,16 +168,15 @@ TEST_F(AuthTest, KeyAuthenticationRevocationAndJwt) {
   ASSERT_TRUE(via_jwt.ok()) << via_jwt.status().ToString();
   EXPECT_EQ(via_jwt->via, Principal::Via::kJwt);
   EXPECT_EQ(via_jwt->key_id, k.id);
-  EXPECT_EQ(auth.IssueJwt(*via_jwt, 60, &expires_ms).status().error_code(),
-            "JWT_NOT_EXCHANGEABLE");
+  EXPECT_EQ(auth.IssueJwt(*via_jwt, 60, &expires_ms).status().error_code(), "JWT_NOT_EXCHANGEABLE");
 
   clock_.AdvanceMs(61'000);
   EXPECT_EQ(auth.Authenticate(*jwt).status().error_code(), "TOKEN_EXPIRED");
 
   // Revoking ends the key at once, although the authenticator still caches it.
   EXPECT_TRUE(auth.Authenticate(g.secret).ok());
-  store::Event revoked{0, NewId("evt"), k.workspace_id, "key.revoked", "", k.id, "{}",
-                       clock_.NowMs()};
+  store::Event revoked{0,  NewId("evt"), k.workspace_id, "key.revoked",
+                       "", k.id,         "{}",           clock_.NowMs()};
   ASSERT_TRUE(store_->RevokeKey(k.workspace_id, k.id, clock_.NowMs(), revoked).ok());
   auth.Forget(k.id);
   EXPECT_EQ(auth.Authenticate(g.secret).status().error_code(), "KEY_REVOKED");

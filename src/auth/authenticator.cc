@@ -76,8 +76,8 @@ Result<Principal> Authenticator::FromKey(std::string_view secret) {
   }
   if (touch) {
     Status s = store_.TouchKey(found->key_id, now);
-    if (!s.ok()) log::Warn("could not record key use", {{"key", found->key_id},
-                                                         {"error", s.ToString()}});
+    if (!s.ok())
+      log::Warn("could not record key use", {{"key", found->key_id}, {"error", s.ToString()}});
   }
   return *found;
 }

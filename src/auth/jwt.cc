@@ -84,8 +84,8 @@ Result<JwtClaims> VerifyJwt(std::string_view token, std::string_view key, int64_
   }
   claims.scopes = *scopes;
   if (now_s >= claims.expires_s) {
-    return Status::Unauthenticated("TOKEN_EXPIRED", "the token expired at " +
-                                                        FormatTime(claims.expires_s * 1000),
+    return Status::Unauthenticated("TOKEN_EXPIRED",
+                                   "the token expired at " + FormatTime(claims.expires_s * 1000),
                                    "get a new token with POST /v1/auth/token");
   }
   return claims;

@@ -53,8 +53,8 @@ int Run(const Output& out, const Result<json::value>& result,
 
 std::vector<std::string> KeyRow(const json::value& k) {
   const json::object& o = k.as_object();
-  return {Str(o.at("id")),        Str(o.at("name")),      Str(o.at("prefix")) + "…",
-          Str(o.at("scopes")),    Str(o.at("status")),    Str(o.at("createdAt")),
+  return {Str(o.at("id")),        Str(o.at("name")),   Str(o.at("prefix")) + "…",
+          Str(o.at("scopes")),    Str(o.at("status")), Str(o.at("createdAt")),
           Str(o.at("lastUsedAt"))};
 }
 
@@ -79,9 +79,9 @@ int Login(const Output& out, std::string url, std::string key) {
   if (out.json) {
     PrintJson(json::object{{"url", p.url}, {"profile", ProfilePath()}, {"me", *me}});
   } else {
-    std::printf("Logged in to %s as key \"%s\" of workspace \"%s\".\nSaved to %s\n",
-                p.url.c_str(), Str(me->at("key").at("name")).c_str(),
-                Str(me->at("workspace").at("slug")).c_str(), ProfilePath().c_str());
+    std::printf("Logged in to %s as key \"%s\" of workspace \"%s\".\nSaved to %s\n", p.url.c_str(),
+                Str(me->at("key").at("name")).c_str(), Str(me->at("workspace").at("slug")).c_str(),
+                ProfilePath().c_str());
   }
   return kOk;
 }
@@ -183,8 +183,9 @@ int Main(int argc, char** argv) {
     if (key_expires > 0) body["expiresInSeconds"] = key_expires;
     json::value v = body;
     code = Run(out, CallApi(LoadProfile(), "POST", "/v1/keys", &v), [&](const json::value& key) {
-      PrintSecret(out, "Created key \"" + Str(key.at("name")) + "\" (" + Str(key.at("id")) +
-                           ", scopes " + Str(key.at("scopes")) + "):",
+      PrintSecret(out,
+                  "Created key \"" + Str(key.at("name")) + "\" (" + Str(key.at("id")) +
+                      ", scopes " + Str(key.at("scopes")) + "):",
                   key);
     });
   });
@@ -226,13 +227,13 @@ int Main(int argc, char** argv) {
     json::object body{{"slug", ws_slug}};
     if (!ws_name.empty()) body["name"] = ws_name;
     json::value v = body;
-    code = Run(out, CallApi(LoadProfile(), "POST", "/v1/workspaces", &v),
-               [&](const json::value& r) {
-                 PrintSecret(out,
-                             "Created workspace \"" + Str(r.at("workspace").at("slug")) +
-                                 "\" with its admin key:",
-                             r.at("key"));
-               });
+    code =
+        Run(out, CallApi(LoadProfile(), "POST", "/v1/workspaces", &v), [&](const json::value& r) {
+          PrintSecret(
+              out,
+              "Created workspace \"" + Str(r.at("workspace").at("slug")) + "\" with its admin key:",
+              r.at("key"));
+        });
   });
 
   try {

@@ -1,10 +1,10 @@
 // The CLI's side of the API: where the URL and key come from, and one call with its envelope.
 #include <sys/stat.h>
 
+#include <toml++/toml.h>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "cli/internal.h"
 #include "http/http.h"

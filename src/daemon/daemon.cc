@@ -32,8 +32,8 @@ Status PrepareDataDir(const fs::path& dir) {
   // Keys and the database live here: nobody else needs to read it.
   ::chmod(dir.c_str(), 0700);
   if (::access(dir.c_str(), W_OK) != 0) {
-    return Status::Unavailable("DATA_DIR_UNUSABLE", "data directory " + dir.string() +
-                                                        " is not writable",
+    return Status::Unavailable("DATA_DIR_UNUSABLE",
+                               "data directory " + dir.string() + " is not writable",
                                "pass a writable --data-dir");
   }
   return Status::Ok();
@@ -154,8 +154,8 @@ int Run(const Config& config) {
     return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
   });
 
-  std::string host = options.host.find(':') != std::string::npos ? "[" + options.host + "]"
-                                                                  : options.host;
+  std::string host =
+      options.host.find(':') != std::string::npos ? "[" + options.host + "]" : options.host;
   std::string url = "http://" + host + ":" + std::to_string((*server)->port());
   // Tests and scripts that start the server on port 0 read the address from here.
   if (Status s = crypto::WriteFileAtomic(data_dir / "kiln.addr", url + "\n", 0644); !s.ok()) {
@@ -171,9 +171,9 @@ int Run(const Config& config) {
     Housekeeper housekeeper(idempotency);
     int sig = 0;
     sigwait(&signals, &sig);
-    log::Info("shutting down: finishing requests in flight",
-              {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
-               {"in_flight", (*server)->InFlight()}});
+    log::Info(
+        "shutting down: finishing requests in flight",
+        {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"in_flight", (*server)->InFlight()}});
     (*server)->Shutdown();
   }
   std::error_code ec;

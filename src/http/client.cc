@@ -1,9 +1,11 @@
 // The blocking client: each Fetch runs one coroutine on a private io_context on the
 // caller's thread, so nothing is shared between calls.
 
-#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -40,10 +42,10 @@ constexpr uint32_t kResponseHeaderLimit = 64u << 10;
 
 // What the coroutine needs; owned by Fetch, which outlives the io_context run.
 struct Exchange {
-  std::string host;       // for the resolver: "127.0.0.1", "::1", "example.com"
-  std::string port;       // "8080"
-  std::string origin;     // "http://127.0.0.1:8080", for messages
-  std::string url;        // as given, for messages
+  std::string host;    // for the resolver: "127.0.0.1", "::1", "example.com"
+  std::string port;    // "8080"
+  std::string origin;  // "http://127.0.0.1:8080", for messages
+  std::string url;     // as given, for messages
   bhttp::request<bhttp::string_body> request;
   std::chrono::milliseconds timeout{0};
   std::optional<Result<ClientResponse>> result;
@@ -60,8 +62,7 @@ Status Failed(const Exchange& x, std::string_view what, const boost::system::err
   if (ec == beast::error::timeout) {
     return Timeout(x);
   }
-  return Status::Unavailable("HTTP_ERROR",
-                             std::string(what) + " " + x.url + ": " + ec.message(),
+  return Status::Unavailable("HTTP_ERROR", std::string(what) + " " + x.url + ": " + ec.message(),
                              "check the address and that the server is healthy");
 }
 
@@ -83,12 +84,18 @@ asio::awaitable<void> RunExchange(Exchange* x) {
   for (const auto& entry : endpoints) {
     boost::system::error_code ec;
     stream.socket().close(ec);
-    stream.socket().open(entry.endpoint().protocol(), ec);
+    // Opened by hand for SOCK_CLOEXEC, which Asio's open() does not set.
+    int fd = ::socket(entry.endpoint().protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      connect_ec = boost::system::error_code(errno, boost::system::system_category());
+      continue;
+    }
+    stream.socket().assign(entry.endpoint().protocol(), fd, ec);
     if (ec) {
+      ::close(fd);
       connect_ec = ec;
       continue;
     }
-    ::fcntl(stream.socket().native_handle(), F_SETFD, FD_CLOEXEC);
     auto [ec2] = co_await stream.async_connect(entry.endpoint(), kAsTuple);
     connect_ec = ec2;
     if (!connect_ec || connect_ec == beast::error::timeout) {

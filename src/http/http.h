@@ -72,6 +72,7 @@ class Server {
   // Stops accepting, closes idle connections, lets requests in flight finish (their
   // responses carry Connection: close), then stops the threads; connections still busy
   // after the grace period are cut. Returns once the threads have exited. Idempotent.
+  // Must not be called from a handler (it waits for the handler's own thread).
   virtual void Shutdown() = 0;
   // Number of requests being handled right now (for /metrics and shutdown logs).
   virtual int64_t InFlight() const = 0;
@@ -115,7 +116,8 @@ struct ClientResponse {
 };
 Result<ClientResponse> Fetch(const ClientRequest& request);
 
-// Percent-decoding for query values and paths; Unavailable for bad escapes.
+// Percent-decoding for paths ('+' stays '+'); InvalidArgument "INVALID_ENCODING" for a bad
+// escape. The server decodes query strings itself, with '+' as a space.
 Result<std::string> PercentDecode(std::string_view text);
 std::string PercentEncode(std::string_view text);
 std::string_view StatusReason(int status);

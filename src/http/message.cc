@@ -1,4 +1,7 @@
+#include <charconv>
 #include <cstddef>
+#include <cstdint>
+#include <ctime>
 #include <string>
 #include <string_view>
 
@@ -22,10 +25,26 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 }
 
 int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
   return -1;
+}
+
+bool HasLineBreak(std::string_view text) {
+  return text.find_first_of("\r\n") != std::string_view::npos;
+}
+
+void AppendNumber(std::string& out, uint64_t n) {
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), n);
+  out.append(digits, end);
 }
 
 std::string_view FindHeader(const Headers& headers, std::string_view name) {
@@ -66,11 +85,95 @@ bool DecodeInto(std::string_view text, bool plus_as_space, std::string& out) {
   return true;
 }
 
+bool EqualsLower(std::string_view text, std::string_view lower) {
+  if (text.size() != lower.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (ToLower(text[i]) != lower[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ParseQuery(std::string_view query, std::vector<std::pair<std::string, std::string>>& out) {
+  size_t count = 0;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view item = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (item.empty()) {
+      continue;
+    }
+    size_t eq = item.find('=');
+    std::string_view key = item.substr(0, eq);
+    std::string_view value =
+        eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+    if (count == out.size()) {
+      out.emplace_back();
+    }
+    auto& [k, v] = out[count++];
+    if (!internal::DecodeInto(key, true, k) || !DecodeInto(value, true, v)) {
+      out.resize(count);
+      return false;
+    }
+  }
+  out.resize(count);
+  return true;
+}
+
+void FormatDateLine(int64_t unix_seconds, std::string& out) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char text[64];
+  size_t n = std::strftime(text, sizeof(text), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+  out.assign(text, n);
+}
+
+void SerializeHead(const Response& response, bool keep_alive, bool http10,
+                   std::string_view date_line, std::string& out) {
+  int status = response.status;
+  if (status < 100 || status > 999) {
+    status = 500;
+  }
+  out.clear();
+  out += "HTTP/1.1 ";
+  AppendNumber(out, static_cast<uint64_t>(status));
+  out += ' ';
+  out += StatusReason(status);
+  out += "\r\n";
+  out += date_line;
+  for (const auto& [name, value] : response.headers) {
+    // Framing belongs to the server; a header that would split the response is dropped.
+    if (EqualsLower(name, "content-length") || EqualsLower(name, "connection") ||
+        EqualsLower(name, "transfer-encoding") || name.empty() || HasLineBreak(name) ||
+        HasLineBreak(value)) {
+      continue;
+    }
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  bool bodiless = status < 200 || status == 204 || status == 304;
+  if (!bodiless) {
+    out += "Content-Length: ";
+    AppendNumber(out, response.body.size());
+    out += "\r\n";
+  }
+  if (!keep_alive) {
+    out += "Connection: close\r\n";
+  } else if (http10) {
+    out += "Connection: keep-alive\r\n";
+  }
+  out += "\r\n";
+}
+
 }  // namespace internal
 
-std::string_view Request::Header(std::string_view name) const {
-  return FindHeader(headers, name);
-}
+std::string_view Request::Header(std::string_view name) const { return FindHeader(headers, name); }
 
 std::optional<std::string> Request::Query(std::string_view name) const {
   for (const auto& [key, value] : query) {
@@ -126,51 +229,99 @@ std::string PercentEncode(std::string_view text) {
 
 std::string_view StatusReason(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 206:
+      return "Partial Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 406:
+      return "Not Acceptable";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 416:
+      return "Range Not Satisfiable";
+    case 417:
+      return "Expectation Failed";
+    case 422:
+      return "Unprocessable Content";
+    case 426:
+      return "Upgrade Required";
+    case 428:
+      return "Precondition Required";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
   }
-  if (status >= 100 && status < 200) return "Informational";
-  if (status >= 200 && status < 300) return "Success";
-  if (status >= 300 && status < 400) return "Redirection";
-  if (status >= 400 && status < 500) return "Client Error";
+  if (status >= 100 && status < 200) {
+    return "Informational";
+  }
+  if (status >= 200 && status < 300) {
+    return "Success";
+  }
+  if (status >= 300 && status < 400) {
+    return "Redirection";
+  }
+  if (status >= 400 && status < 500) {
+    return "Client Error";
+  }
   return "Server Error";
 }
 

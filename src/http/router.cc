@@ -91,9 +91,8 @@ Router::Match Router::Find(std::string_view method, std::string_view path) const
     std::string_view allow = match.allow;
     while (start < allow.size()) {
       size_t comma = allow.find(", ", start);
-      std::string_view item =
-          allow.substr(start, comma == std::string_view::npos ? std::string_view::npos
-                                                              : comma - start);
+      std::string_view item = allow.substr(
+          start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
       if (item == entry.method) {
         seen = true;
         break;

@@ -68,7 +68,7 @@ TEST(RouterTest, NoMatch) {
 
 TEST(RouterTest, IsStrictAboutSlashesAndEmptyParameters) {
   Router router = MakeRouter();
-  EXPECT_EQ(router.Find("GET", "/v1/keys/").route, -1);   // not /v1/keys, not {id}=""
+  EXPECT_EQ(router.Find("GET", "/v1/keys/").route, -1);  // not /v1/keys, not {id}=""
   EXPECT_EQ(router.Find("GET", "/v1//keys").route, -1);
   EXPECT_EQ(router.Find("GET", "//").route, -1);
   EXPECT_EQ(router.Find("GET", "/v1/apps//deployments/d").route, -1);

@@ -15,15 +15,15 @@
 // (their response says Connection: close), then stop the threads once every session has
 // ended or the grace period is over.
 
-#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <charconv>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <ctime>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -75,13 +75,6 @@ constexpr size_t kReadChunk = 8192;
 constexpr std::chrono::milliseconds kLingerTime{2000};
 constexpr size_t kLingerBytes = 1 << 20;
 
-void SetCloseOnExec(int fd) {
-  int flags = ::fcntl(fd, F_GETFD);
-  if (flags >= 0) {
-    ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-  }
-}
-
 std::string FormatEndpoint(const tcp::endpoint& endpoint) {
   std::string out;
   if (endpoint.address().is_v6()) {
@@ -94,52 +87,23 @@ std::string FormatEndpoint(const tcp::endpoint& endpoint) {
   return out;
 }
 
-bool EqualsLower(std::string_view text, std::string_view lower) {
-  if (text.size() != lower.size()) {
-    return false;
-  }
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (internal::ToLower(text[i]) != lower[i]) {
-      return false;
+// Feeds the parser what is already buffered, without a trip through the scheduler (a
+// keep-alive request usually arrives whole in the first read). Stops when `done` says so, the
+// parser needs more bytes from the socket, or on an error, which goes to `ec`.
+template <typename Done>
+void ParseBuffered(Parser& parser, beast::flat_buffer& buffer, Done done,
+                   boost::system::error_code& ec) {
+  while (!ec && buffer.size() > 0 && !done(parser)) {
+    size_t used = parser.put(buffer.data(), ec);
+    buffer.consume(used);
+    if (ec == bhttp::error::need_more) {
+      ec = {};
+      return;
+    }
+    if (used == 0 && !ec) {
+      return;
     }
   }
-  return true;
-}
-
-bool HasLineBreak(std::string_view text) {
-  return text.find_first_of("\r\n") != std::string_view::npos;
-}
-
-void AppendNumber(std::string& out, uint64_t n) {
-  char digits[24];
-  auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), n);
-  out.append(digits, end);
-}
-
-// Splits an encoded query into decoded pairs, reusing the capacity of `out`'s strings.
-bool ParseQuery(std::string_view query, std::vector<std::pair<std::string, std::string>>& out) {
-  size_t count = 0;
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view item = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    if (item.empty()) {
-      continue;
-    }
-    size_t eq = item.find('=');
-    std::string_view key = item.substr(0, eq);
-    std::string_view value = eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
-    if (count == out.size()) {
-      out.emplace_back();
-    }
-    auto& [k, v] = out[count++];
-    if (!internal::DecodeInto(key, true, k) || !internal::DecodeInto(value, true, v)) {
-      out.resize(count);
-      return false;
-    }
-  }
-  out.resize(count);
-  return true;
 }
 
 // One connection, as seen by its worker's sweep and by Shutdown. Lives in the frame of the
@@ -194,12 +158,7 @@ struct Worker {
         std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
     if (second != date_second) {
       date_second = second;
-      std::time_t t = static_cast<std::time_t>(second);
-      std::tm tm{};
-      gmtime_r(&t, &tm);
-      char text[64];
-      size_t n = std::strftime(text, sizeof(text), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-      date_line.assign(text, n);
+      internal::FormatDateLine(second, date_line);
     }
     return date_line;
   }
@@ -213,10 +172,10 @@ class ServerImpl final : public Server {
     for (int i = 0; i < threads; ++i) {
       workers_.push_back(std::make_unique<Worker>());
     }
-    auto shortest = std::min({options_.header_timeout, options_.read_timeout,
-                              options_.idle_timeout});
-    sweep_interval_ = std::clamp(shortest / 5, std::chrono::milliseconds(5),
-                                 std::chrono::milliseconds(250));
+    auto shortest =
+        std::min({options_.header_timeout, options_.read_timeout, options_.idle_timeout});
+    sweep_interval_ =
+        std::clamp(shortest / 5, std::chrono::milliseconds(5), std::chrono::milliseconds(250));
   }
 
   ~ServerImpl() override {
@@ -249,8 +208,6 @@ class ServerImpl final : public Server {
   bool FillRequest(Parser& parser, Request& request);
   void FillError(const Status& status, int http_status, Response& response);
   void CallHandler(Worker* worker, const Request& request, Response& response);
-  void SerializeHead(Worker* worker, const Response& response, bool keep_alive, bool http10,
-                     std::string& out);
   void SessionEnded();
 
   ServerOptions options_;
@@ -266,6 +223,7 @@ class ServerImpl final : public Server {
   bool running_ = false;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::optional<asio::basic_socket_acceptor<tcp, Executor>> acceptor_;
+  tcp protocol_ = tcp::v4();
   size_t next_worker_ = 0;  // used only by Accept on worker 0
 };
 
@@ -290,12 +248,17 @@ Status ServerImpl::Listen() {
     }
     endpoint = results.begin()->endpoint();
   }
+  protocol_ = endpoint.protocol();
+  int fd = ::socket(protocol_.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    return fail(boost::system::error_code(errno, boost::system::system_category()));
+  }
   acceptor_.emplace(workers_[0]->ioc);
-  acceptor_->open(endpoint.protocol(), ec);
+  acceptor_->assign(protocol_, fd, ec);
   if (ec) {
+    ::close(fd);
     return fail(ec);
   }
-  SetCloseOnExec(acceptor_->native_handle());
   acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) {
     acceptor_->bind(endpoint, ec);
@@ -325,22 +288,43 @@ void ServerImpl::Run() {
   }
 }
 
+// Asio's async_accept uses accept(2), which leaves a window where a fork+exec elsewhere in
+// the process (the runtime starts runc) inherits the connection; accept4 with SOCK_CLOEXEC
+// closes it. Readiness still comes from the reactor.
 asio::awaitable<void> ServerImpl::Accept() {
   Timer backoff(workers_[0]->ioc);
   while (acceptor_->is_open()) {
-    Worker* worker = workers_[next_worker_++ % workers_.size()].get();
-    auto [ec, socket] = co_await acceptor_->async_accept(worker->ioc, kAsTuple);
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
+    auto [wait_ec] = co_await acceptor_->async_wait(tcp::acceptor::wait_read, kAsTuple);
+    if (wait_ec || !acceptor_->is_open()) {
+      break;
+    }
+    // Take everything that is queued, then wait again.
+    while (true) {
+      int fd =
+          ::accept4(acceptor_->native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) {
+        int err = errno;
+        if (err == EINTR || err == ECONNABORTED) {
+          continue;
+        }
+        if (err != EAGAIN && err != EWOULDBLOCK) {
+          // Out of descriptors or memory: back off instead of spinning.
+          log::Warn("accept failed", {{"error", Status::FromErrno("accept4", err).message()}});
+          backoff.expires_after(std::chrono::milliseconds(50));
+          co_await backoff.async_wait(kAsTuple);
+        }
         break;
       }
-      // Out of descriptors or memory, or the peer gave up: back off instead of spinning.
-      log::Warn("accept failed", {{"error", ec.message()}});
-      backoff.expires_after(std::chrono::milliseconds(50));
-      co_await backoff.async_wait(kAsTuple);
-      continue;
+      Worker* worker = workers_[next_worker_++ % workers_.size()].get();
+      Socket socket(worker->ioc);
+      boost::system::error_code ec;
+      socket.assign(protocol_, fd, ec);
+      if (ec) {
+        ::close(fd);
+        continue;
+      }
+      asio::co_spawn(worker->ioc, RunSession(worker, std::move(socket)), asio::detached);
     }
-    asio::co_spawn(worker->ioc, RunSession(worker, std::move(socket)), asio::detached);
   }
 }
 
@@ -390,8 +374,9 @@ bool ServerImpl::FillRequest(Parser& parser, Request& request) {
   if (!internal::DecodeInto(path, /*plus_as_space=*/false, request.path)) {
     return false;
   }
-  if (!ParseQuery(url->has_query() ? std::string_view(url->encoded_query()) : std::string_view(),
-                  request.query)) {
+  if (!internal::ParseQuery(
+          url->has_query() ? std::string_view(url->encoded_query()) : std::string_view(),
+          request.query)) {
     return false;
   }
 
@@ -449,45 +434,6 @@ void ServerImpl::CallHandler(Worker* worker, const Request& request, Response& r
   worker->in_flight.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void ServerImpl::SerializeHead(Worker* worker, const Response& response, bool keep_alive,
-                               bool http10, std::string& out) {
-  int status = response.status;
-  if (status < 100 || status > 999) {
-    status = 500;
-  }
-  out.clear();
-  out += "HTTP/1.1 ";
-  AppendNumber(out, static_cast<uint64_t>(status));
-  out += ' ';
-  out += StatusReason(status);
-  out += "\r\n";
-  out += worker->DateLine();
-  for (const auto& [name, value] : response.headers) {
-    // Framing belongs to the server; a header that would split the response is dropped.
-    if (EqualsLower(name, "content-length") || EqualsLower(name, "connection") ||
-        EqualsLower(name, "transfer-encoding") || name.empty() || HasLineBreak(name) ||
-        HasLineBreak(value)) {
-      continue;
-    }
-    out += name;
-    out += ": ";
-    out += value;
-    out += "\r\n";
-  }
-  bool bodiless = status < 200 || status == 204 || status == 304;
-  if (!bodiless) {
-    out += "Content-Length: ";
-    AppendNumber(out, response.body.size());
-    out += "\r\n";
-  }
-  if (!keep_alive) {
-    out += "Connection: close\r\n";
-  } else if (http10) {
-    out += "Connection: keep-alive\r\n";
-  }
-  out += "\r\n";
-}
-
 asio::awaitable<void> ServerImpl::Linger(Session* session, Socket* socket) {
   boost::system::error_code ec;
   socket->shutdown(tcp::socket::shutdown_send, ec);
@@ -522,7 +468,6 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket) {
   } cleanup{this, worker, &session};
 
   boost::system::error_code ec;
-  SetCloseOnExec(socket.native_handle());
   socket.set_option(tcp::no_delay(true), ec);
   Request request;
   request.remote = FormatEndpoint(socket.remote_endpoint(ec));
@@ -557,8 +502,8 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket) {
     int error_status = 400;
     auto classify = [&](const boost::system::error_code& read_ec) {
       if (read_ec == asio::error::operation_aborted && session.timed_out) {
-        error = Status(Code::kTimeout, "REQUEST_TIMEOUT",
-                       "the request did not arrive in time", "send the whole request promptly");
+        error = Status(Code::kTimeout, "REQUEST_TIMEOUT", "the request did not arrive in time",
+                       "send the whole request promptly");
         error_status = 408;
       } else if (read_ec == bhttp::error::body_limit) {
         error = Status(Code::kPayloadTooLarge, "BODY_TOO_LARGE",
@@ -567,41 +512,54 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket) {
                        "send a smaller body");
         error_status = 413;
       } else if (read_ec == bhttp::error::header_limit) {
-        error = Status::InvalidArgument(
-            "HEADERS_TOO_LARGE",
-            "the request headers are larger than " + std::to_string(options_.max_header_bytes) +
-                " bytes",
-            "send fewer or shorter headers");
+        error = Status::InvalidArgument("HEADERS_TOO_LARGE",
+                                        "the request headers are larger than " +
+                                            std::to_string(options_.max_header_bytes) + " bytes",
+                                        "send fewer or shorter headers");
         error_status = 431;
-      } else if (read_ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
+      } else if (read_ec.category() ==
+                     bhttp::make_error_code(bhttp::error::bad_target).category() &&
                  read_ec != bhttp::error::end_of_stream &&
                  read_ec != bhttp::error::partial_message) {
-        error = Status::InvalidArgument("BAD_REQUEST", "malformed HTTP request: " +
-                                                           read_ec.message(),
-                                        "send a valid HTTP/1.1 request");
+        error =
+            Status::InvalidArgument("BAD_REQUEST", "malformed HTTP request: " + read_ec.message(),
+                                    "send a valid HTTP/1.1 request");
         error_status = 400;
       }
       // Otherwise the peer went away or the server is shutting down: nothing to answer.
     };
 
-    session.ExpiresAfter(options_.header_timeout);
-    auto [header_ec, header_n] = co_await bhttp::async_read_header(socket, buffer, *parser, kAsTuple);
-    (void)header_n;
+    boost::system::error_code header_ec;
+    ParseBuffered(
+        *parser, buffer, [](const Parser& p) { return p.is_header_done(); }, header_ec);
+    if (!header_ec && !parser->is_header_done()) {
+      session.ExpiresAfter(options_.header_timeout);
+      auto [read_ec, n] = co_await bhttp::async_read_header(socket, buffer, *parser, kAsTuple);
+      (void)n;
+      header_ec = read_ec;
+    }
     if (header_ec) {
       classify(header_ec);
     } else {
       auto& message = parser->get();
-      bool bad_framing =
-          message.count(bhttp::field::transfer_encoding) != 0 &&
-          (!parser->chunked() || message.count(bhttp::field::content_length) != 0);
-      if (bad_framing || message.version() < 10 || message.version() > 11) {
-        error = Status::InvalidArgument(
-            "BAD_REQUEST",
-            bad_framing ? "Transfer-Encoding must be chunked and comes without Content-Length"
-                        : "unsupported HTTP version",
-            "send a valid HTTP/1.1 request");
+      // Beast refuses most ambiguous framing itself; what it lets through (a Transfer-Encoding
+      // that does not end in chunked) would let a proxy and us disagree on where the
+      // request ends.
+      bool bad_framing = message.count(bhttp::field::transfer_encoding) != 0 &&
+                         (!parser->chunked() || message.count(bhttp::field::content_length) != 0);
+      const char* problem = nullptr;
+      if (bad_framing) {
+        problem = "Transfer-Encoding must end in chunked and comes without Content-Length";
+      } else if (message.version() < 10 || message.version() > 11) {
+        problem = "unsupported HTTP version";
+      } else if (message.version() == 11 && message.count(bhttp::field::host) == 0) {
+        problem = "an HTTP/1.1 request needs a Host header";
+      }
+      if (problem != nullptr) {
+        error = Status::InvalidArgument("BAD_REQUEST", problem, "send a valid HTTP/1.1 request");
       } else if (!parser->is_done()) {
-        if (message.version() == 11 && EqualsLower(message[bhttp::field::expect], "100-continue")) {
+        if (message.version() == 11 &&
+            internal::EqualsLower(message[bhttp::field::expect], "100-continue")) {
           static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
           session.ExpiresAfter(options_.read_timeout);
           auto [write_ec, written] =
@@ -611,9 +569,16 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket) {
             break;
           }
         }
-        session.ExpiresAfter(options_.read_timeout);
-        auto [body_ec, body_n] = co_await bhttp::async_read(socket, buffer, *parser, kAsTuple);
-        (void)body_n;
+        boost::system::error_code body_ec;
+        parser->eager(true);
+        ParseBuffered(
+            *parser, buffer, [](const Parser& p) { return p.is_done(); }, body_ec);
+        if (!body_ec && !parser->is_done()) {
+          session.ExpiresAfter(options_.read_timeout);
+          auto [read_ec, n] = co_await bhttp::async_read(socket, buffer, *parser, kAsTuple);
+          (void)n;
+          body_ec = read_ec;
+        }
         if (body_ec) {
           classify(body_ec);
           if (!error) {
@@ -648,10 +613,9 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket) {
       keep_alive = keep_alive && !response.close && !shutting_down_.load();
     }
 
-    SerializeHead(worker, response, keep_alive, http10, head);
+    internal::SerializeHead(response, keep_alive, http10, worker->DateLine(), head);
     std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(response.body)};
-    if (head_only || response.status < 200 || response.status == 204 ||
-        response.status == 304) {
+    if (head_only || response.status < 200 || response.status == 204 || response.status == 304) {
       buffers[1] = asio::const_buffer();
     }
     session.ExpiresAfter(options_.read_timeout);
@@ -713,8 +677,7 @@ void ServerImpl::Shutdown() {
         }
       });
     }
-    sessions_cv_.wait_for(lock, std::chrono::seconds(1),
-                          [this] { return sessions_.load() == 0; });
+    sessions_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return sessions_.load() == 0; });
   }
   lock.unlock();
 

@@ -47,10 +47,18 @@ void Echo(const Request& request, Response& response) {
 // Stands in for the API layer: maps the code to a status and puts it in the body.
 void Envelope(const Status& status, Response& response) {
   switch (status.code()) {
-    case Code::kInvalidArgument: response.status = 400; break;
-    case Code::kTimeout: response.status = 408; break;
-    case Code::kPayloadTooLarge: response.status = 413; break;
-    default: response.status = 500; break;
+    case Code::kInvalidArgument:
+      response.status = 400;
+      break;
+    case Code::kTimeout:
+      response.status = 408;
+      break;
+    case Code::kPayloadTooLarge:
+      response.status = 413;
+      break;
+    default:
+      response.status = 500;
+      break;
   }
   response.Set("content-type", "application/json");
   response.body = "{\"error\":{\"code\":\"" + status.error_code() + "\"}}";
@@ -140,8 +148,8 @@ class ServerTest : public ::testing::Test {
   }
 
   static bool ReadSome(int fd, std::string& out, std::chrono::steady_clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<milliseconds>(deadline -
-                                                         std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       return false;
     }
@@ -241,8 +249,7 @@ TEST_F(ServerTest, Http10KeepAliveIsExplicit) {
   ASSERT_GE(fd, 0);
   std::string pending;
   SendAll(fd, "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-  EXPECT_THAT(ReadResponse(fd, pending, milliseconds(5000)),
-              HasSubstr("Connection: keep-alive"));
+  EXPECT_THAT(ReadResponse(fd, pending, milliseconds(5000)), HasSubstr("Connection: keep-alive"));
   SendAll(fd, "GET /b HTTP/1.0\r\n\r\n");
   std::string all = pending;
   EXPECT_TRUE(ReadToEof(fd, all, milliseconds(5000)));
@@ -326,6 +333,8 @@ TEST_F(ServerTest, MalformedRequestsAre400) {
            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
            "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+           "GET / HTTP/1.1\r\n\r\n",  // no Host
+           "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
        }) {
     int fd = Connect();
     ASSERT_GE(fd, 0);
@@ -354,15 +363,16 @@ TEST_F(ServerTest, StalledClientGets408WhileOthersAreServed) {
   auto other = Get("/other");
   ASSERT_TRUE(other.ok());
   EXPECT_EQ(other->status, 200);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(250));
+  pollfd p{fd, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "the stalled client was answered before the other one";
 
   std::string all;
   EXPECT_TRUE(ReadToEof(fd, all, milliseconds(3000)));
   auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_THAT(all, StartsWith("HTTP/1.1 408 "));
   EXPECT_THAT(all, HasSubstr("REQUEST_TIMEOUT"));
-  EXPECT_GE(elapsed, milliseconds(280));
-  EXPECT_LT(elapsed, milliseconds(1500));
+  EXPECT_GE(elapsed, milliseconds(300));
+  EXPECT_LT(elapsed, milliseconds(2500));
   ::close(fd);
 }
 
@@ -399,8 +409,7 @@ TEST_F(ServerTest, ExpectContinueGetsInterimResponse) {
   Start();
   int fd = Connect();
   ASSERT_GE(fd, 0);
-  SendAll(fd,
-          "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+  SendAll(fd, "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
   std::string pending;
   EXPECT_EQ(ReadResponse(fd, pending, milliseconds(5000)), "HTTP/1.1 100 Continue\r\n\r\n");
   SendAll(fd, "hello");
@@ -468,7 +477,7 @@ TEST_F(ServerTest, ShutdownLetsARequestInFlightFinish) {
 
 TEST_F(ServerTest, ShutdownClosesIdleConnectionsPromptly) {
   ServerOptions options;
-  options.shutdown_grace = milliseconds(5000);
+  options.shutdown_grace = milliseconds(10000);
   Start(options);
   int fd = Connect();
   ASSERT_GE(fd, 0);
@@ -478,7 +487,7 @@ TEST_F(ServerTest, ShutdownClosesIdleConnectionsPromptly) {
 
   auto start = std::chrono::steady_clock::now();
   server_->Shutdown();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1000));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(5000));  // well before grace
   std::string rest;
   EXPECT_TRUE(ReadToEof(fd, rest, milliseconds(1000)));
   EXPECT_EQ(rest, "");
@@ -497,8 +506,8 @@ TEST_F(ServerTest, ShutdownCutsConnectionsAfterTheGracePeriod) {
   auto start = std::chrono::steady_clock::now();
   server_->Shutdown();
   auto took = std::chrono::steady_clock::now() - start;
-  EXPECT_GE(took, milliseconds(180));
-  EXPECT_LT(took, milliseconds(2000));
+  EXPECT_GE(took, milliseconds(200));
+  EXPECT_LT(took, milliseconds(5000));
   std::string rest;
   EXPECT_TRUE(ReadToEof(fd, rest, milliseconds(1000)));
   ::close(fd);
@@ -512,8 +521,7 @@ TEST_F(ServerTest, SecondServerOnTheSamePortFails) {
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), Code::kUnavailable);
   EXPECT_EQ(second.status().error_code(), "LISTEN_FAILED");
-  EXPECT_THAT(second.status().message(),
-              HasSubstr("127.0.0.1:" + std::to_string(server_->port())));
+  EXPECT_THAT(second.status().message(), HasSubstr("127.0.0.1:" + std::to_string(server_->port())));
   EXPECT_THAT(second.status().message(), HasSubstr("in use"));
 }
 

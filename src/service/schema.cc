@@ -9,14 +9,21 @@ namespace {
 
 std::string_view KindOf(const json::value& v) {
   switch (v.kind()) {
-    case json::kind::null: return "null";
-    case json::kind::bool_: return "boolean";
+    case json::kind::null:
+      return "null";
+    case json::kind::bool_:
+      return "boolean";
     case json::kind::int64:
-    case json::kind::uint64: return "integer";
-    case json::kind::double_: return "number";
-    case json::kind::string: return "string";
-    case json::kind::array: return "array";
-    case json::kind::object: return "object";
+    case json::kind::uint64:
+      return "integer";
+    case json::kind::double_:
+      return "number";
+    case json::kind::string:
+      return "string";
+    case json::kind::array:
+      return "array";
+    case json::kind::object:
+      return "object";
   }
   return "unknown";
 }
@@ -24,7 +31,8 @@ std::string_view KindOf(const json::value& v) {
 bool IsType(const json::value& v, std::string_view type) {
   if (type == "integer") {
     if (v.is_int64() || v.is_uint64()) return true;
-    return v.is_double() && v.as_double() == static_cast<double>(static_cast<int64_t>(v.as_double()));
+    return v.is_double() &&
+           v.as_double() == static_cast<double>(static_cast<int64_t>(v.as_double()));
   }
   if (type == "number") return v.is_number();
   return KindOf(v) == type;
@@ -42,7 +50,8 @@ const std::regex& CompiledPattern(const std::string& pattern) {
   static std::map<std::string, std::regex> cache;
   std::lock_guard lock(mu);
   auto it = cache.find(pattern);
-  if (it == cache.end()) it = cache.emplace(pattern, std::regex(pattern, std::regex::ECMAScript)).first;
+  if (it == cache.end())
+    it = cache.emplace(pattern, std::regex(pattern, std::regex::ECMAScript)).first;
   return it->second;
 }
 
@@ -52,7 +61,8 @@ std::string Child(std::string_view where, std::string_view key) {
 
 Status Fail(std::string_view where, std::string message, std::string hint = {}) {
   if (where.empty()) where = "request";
-  if (hint.empty()) hint = "fix the field and retry; every request schema is in GET /v1/openapi.json";
+  if (hint.empty())
+    hint = "fix the field and retry; every request schema is in GET /v1/openapi.json";
   return Status::InvalidArgument("VALIDATION_FAILED", std::string(where) + ": " + message,
                                  std::move(hint));
 }
@@ -72,11 +82,11 @@ Status Validate(const json::object& schema, const json::value& value, std::strin
   if (auto it = schema.find("type"); it != schema.end() && it->value().is_string()) {
     std::string_view type = it->value().as_string();
     if (!IsType(value, type)) {
-      return Fail(where, "must be " + std::string(type == "integer" || type == "array" ||
-                                                          type == "object"
-                                                      ? "an "
-                                                      : "a ") +
-                             std::string(type) + " (got " + std::string(KindOf(value)) + ")");
+      return Fail(
+          where,
+          "must be " +
+              std::string(type == "integer" || type == "array" || type == "object" ? "an " : "a ") +
+              std::string(type) + " (got " + std::string(KindOf(value)) + ")");
     }
   }
   if (auto it = schema.find("enum"); it != schema.end() && it->value().is_array()) {
@@ -94,11 +104,14 @@ Status Validate(const json::object& schema, const json::value& value, std::strin
     // Lengths count characters, not bytes (UTF-8 continuation bytes are skipped).
     int64_t length = 0;
     for (unsigned char c : s) length += (c & 0xC0) != 0x80;
-    if (auto it = schema.find("minLength"); it != schema.end() && length < it->value().to_number<int64_t>()) {
-      return Fail(where, length == 0 ? "must not be empty"
-                                     : "must be at least " + json::serialize(it->value()) + " characters");
+    if (auto it = schema.find("minLength");
+        it != schema.end() && length < it->value().to_number<int64_t>()) {
+      return Fail(where, length == 0
+                             ? "must not be empty"
+                             : "must be at least " + json::serialize(it->value()) + " characters");
     }
-    if (auto it = schema.find("maxLength"); it != schema.end() && length > it->value().to_number<int64_t>()) {
+    if (auto it = schema.find("maxLength");
+        it != schema.end() && length > it->value().to_number<int64_t>()) {
       return Fail(where, "must be at most " + json::serialize(it->value()) + " characters");
     }
     if (auto it = schema.find("pattern"); it != schema.end() && it->value().is_string()) {
@@ -123,12 +136,12 @@ Status Validate(const json::object& schema, const json::value& value, std::strin
   }
   if (value.is_array()) {
     const auto& a = value.as_array();
-    if (auto it = schema.find("minItems"); it != schema.end() &&
-                                           static_cast<int64_t>(a.size()) < it->value().to_number<int64_t>()) {
+    if (auto it = schema.find("minItems");
+        it != schema.end() && static_cast<int64_t>(a.size()) < it->value().to_number<int64_t>()) {
       return Fail(where, "must have at least " + json::serialize(it->value()) + " items");
     }
-    if (auto it = schema.find("maxItems"); it != schema.end() &&
-                                           static_cast<int64_t>(a.size()) > it->value().to_number<int64_t>()) {
+    if (auto it = schema.find("maxItems");
+        it != schema.end() && static_cast<int64_t>(a.size()) > it->value().to_number<int64_t>()) {
       return Fail(where, "must have at most " + json::serialize(it->value()) + " items");
     }
     if (auto it = schema.find("uniqueItems"); it != schema.end() && it->value() == true) {
@@ -174,7 +187,8 @@ Status Validate(const json::object& schema, const json::value& value, std::strin
         }
         continue;
       }
-      if (p->value().is_object()) KILN_RETURN_IF_ERROR(Validate(p->value().as_object(), field.value(), name));
+      if (p->value().is_object())
+        KILN_RETURN_IF_ERROR(Validate(p->value().as_object(), field.value(), name));
     }
   }
   return Status::Ok();
@@ -183,8 +197,9 @@ Status Validate(const json::object& schema, const json::value& value, std::strin
 std::string EncodeCursor(int64_t seq) { return crypto::Base64UrlEncode("s" + std::to_string(seq)); }
 
 Result<int64_t> DecodeCursor(std::string_view cursor) {
-  auto bad = Status::InvalidArgument("INVALID_CURSOR", "the cursor is not one this server issued",
-                                     "pass next_cursor from the previous page unchanged, or omit it");
+  auto bad =
+      Status::InvalidArgument("INVALID_CURSOR", "the cursor is not one this server issued",
+                              "pass next_cursor from the previous page unchanged, or omit it");
   auto text = crypto::Base64UrlDecode(cursor);
   if (!text.ok() || text->size() < 2 || text->size() > 20 || (*text)[0] != 's') return bad;
   int64_t seq = 0;

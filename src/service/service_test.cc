@@ -103,13 +103,12 @@ TEST_F(ServiceTest, KeysCreateRevokeWithConfirmationAndScopes) {
 
   // A read key can list but not mint, and nobody mints above their own scopes.
   EXPECT_TRUE(Call(secret, "keys.list", "{}").ok());
-  EXPECT_EQ(Call(secret, "keys.create", R"({"name": "x"})").status().error_code(),
-            "MISSING_SCOPE");
+  EXPECT_EQ(Call(secret, "keys.create", R"({"name": "x"})").status().error_code(), "MISSING_SCOPE");
 
   EXPECT_EQ(Call(admin_secret_, "keys.revoke", "{\"id\": \"" + id + "\"}").status().error_code(),
             "CONFIRMATION_REQUIRED");
-  auto revoked = Call(admin_secret_, "keys.revoke",
-                      "{\"id\": \"" + id + "\", \"confirm\": \"ci\"}");
+  auto revoked =
+      Call(admin_secret_, "keys.revoke", "{\"id\": \"" + id + "\", \"confirm\": \"ci\"}");
   ASSERT_TRUE(revoked.ok()) << revoked.status().ToString();
   EXPECT_EQ(revoked->at("status"), "revoked");
   EXPECT_EQ(Call(secret, "keys.list", "{}").status().error_code(), "KEY_REVOKED");
@@ -135,8 +134,9 @@ TEST_F(ServiceTest, WorkspacesAreIsolated) {
 
   auto admin_me = Call(admin_secret_, "me.get", "{}");
   std::string default_key(admin_me->at("key").at("id").as_string());
-  EXPECT_EQ(Call(acme_secret, "keys.get", "{\"id\": \"" + default_key + "\"}").status().error_code(),
-            "KEY_NOT_FOUND");
+  EXPECT_EQ(
+      Call(acme_secret, "keys.get", "{\"id\": \"" + default_key + "\"}").status().error_code(),
+      "KEY_NOT_FOUND");
   EXPECT_EQ(Call(acme_secret, "workspaces.get", R"({"slug": "default"})").status().error_code(),
             "WORKSPACE_NOT_FOUND");
   EXPECT_EQ(Call(acme_secret, "workspaces.create", R"({"slug": "evil"})").status().error_code(),
@@ -153,19 +153,22 @@ TEST_F(ServiceTest, WorkspacesAreIsolated) {
 
 TEST_F(ServiceTest, PaginationWalksEveryKeyOnce) {
   for (int i = 0; i < 6; ++i) {
-    ASSERT_TRUE(Call(admin_secret_, "keys.create", "{\"name\": \"k" + std::to_string(i) + "\"}").ok());
+    ASSERT_TRUE(
+        Call(admin_secret_, "keys.create", "{\"name\": \"k" + std::to_string(i) + "\"}").ok());
   }
   std::set<std::string> seen;
   std::string cursor;
   int pages = 0;
   do {
-    std::string input = "{\"limit\": 3" + (cursor.empty() ? "" : ", \"cursor\": \"" + cursor + "\"") + "}";
+    std::string input =
+        "{\"limit\": 3" + (cursor.empty() ? "" : ", \"cursor\": \"" + cursor + "\"") + "}";
     auto page = Call(admin_secret_, "keys.list", input);
     ASSERT_TRUE(page.ok()) << page.status().ToString();
     for (const auto& k : page->at("items").as_array()) {
       EXPECT_TRUE(seen.insert(std::string(k.at("id").as_string())).second);
     }
-    cursor = page->at("next_cursor").is_string() ? std::string(page->at("next_cursor").as_string()) : "";
+    cursor =
+        page->at("next_cursor").is_string() ? std::string(page->at("next_cursor").as_string()) : "";
     ++pages;
   } while (!cursor.empty());
   EXPECT_EQ(seen.size(), 7u);  // the bootstrap admin key and six more

@@ -4,29 +4,35 @@
 namespace kiln::service {
 namespace {
 
-json::value TimeOrNull(int64_t ms) { return ms == 0 ? json::value(nullptr) : json::value(FormatTime(ms)); }
+json::value TimeOrNull(int64_t ms) {
+  return ms == 0 ? json::value(nullptr) : json::value(FormatTime(ms));
+}
 
 json::object WorkspaceJson(const store::Workspace& ws) {
-  return {{"id", ws.id}, {"slug", ws.slug}, {"name", ws.name}, {"root", ws.root},
+  return {{"id", ws.id},
+          {"slug", ws.slug},
+          {"name", ws.name},
+          {"root", ws.root},
           {"createdAt", FormatTime(ws.created_ms)}};
 }
 
 json::object KeyJson(const store::ApiKey& key, int64_t now_ms) {
   json::array scopes;
   for (const auto& s : key.scopes) scopes.emplace_back(s);
-  std::string_view status = key.revoked_ms != 0                             ? "revoked"
+  std::string_view status = key.revoked_ms != 0                               ? "revoked"
                             : key.expires_ms != 0 && now_ms >= key.expires_ms ? "expired"
-                                                                               : "active";
-  return {{"id", key.id},
-          {"name", key.name},
-          {"prefix", key.prefix},
-          {"scopes", std::move(scopes)},
-          {"status", status},
-          {"createdAt", FormatTime(key.created_ms)},
-          {"lastUsedAt", TimeOrNull(key.last_used_ms)},
-          {"expiresAt", TimeOrNull(key.expires_ms)},
-          {"revokedAt", TimeOrNull(key.revoked_ms)},
-          {"createdBy", key.created_by.empty() ? json::value(nullptr) : json::value(key.created_by)}};
+                                                                              : "active";
+  return {
+      {"id", key.id},
+      {"name", key.name},
+      {"prefix", key.prefix},
+      {"scopes", std::move(scopes)},
+      {"status", status},
+      {"createdAt", FormatTime(key.created_ms)},
+      {"lastUsedAt", TimeOrNull(key.last_used_ms)},
+      {"expiresAt", TimeOrNull(key.expires_ms)},
+      {"revokedAt", TimeOrNull(key.revoked_ms)},
+      {"createdBy", key.created_by.empty() ? json::value(nullptr) : json::value(key.created_by)}};
 }
 
 json::object EventJson(const store::Event& e) {
@@ -237,8 +243,8 @@ void AddWorkspaceOps(const Deps& d, std::vector<Operation>& out) {
     ws.name = GetString(in, "name", ws.slug);
     ws.created_ms = d.clock.NowMs();
     std::string secret;
-    store::ApiKey key = NewKey(d, ws.id, "admin", auth::ScopeNames(auth::kAllScopes), 0,
-                               p.key_id, &secret);
+    store::ApiKey key =
+        NewKey(d, ws.id, "admin", auth::ScopeNames(auth::kAllScopes), 0, p.key_id, &secret);
     store::Event event = MakeEvent(d, ws.id, "workspace.created", p.key_id, ws.id,
                                    {{"slug", ws.slug}, {"createdBy", p.workspace.id}});
     Status s = d.store.CreateWorkspace(ws, key, event);
@@ -248,8 +254,8 @@ void AddWorkspaceOps(const Deps& d, std::vector<Operation>& out) {
     }
     KILN_RETURN_IF_ERROR(s);
     // The creator's own feed records it too; a failure here loses a log line, not data.
-    (void)d.store.AppendEvent(MakeEvent(d, p.workspace.id, "workspace.created", p.key_id, ws.id,
-                                        {{"slug", ws.slug}}));
+    (void)d.store.AppendEvent(
+        MakeEvent(d, p.workspace.id, "workspace.created", p.key_id, ws.id, {{"slug", ws.slug}}));
     json::object key_json = KeyJson(key, d.clock.NowMs());
     key_json["secret"] = secret;
     return json::object{{"workspace", WorkspaceJson(ws)}, {"key", std::move(key_json)}};
@@ -296,8 +302,8 @@ void AddKeyOps(const Deps& d, std::vector<Operation>& out) {
   list.output = Schema(kKeySchema);
   list.run = [&d](Context& ctx, const json::object& in) -> Result<json::value> {
     KILN_ASSIGN_OR_RETURN(store::PageRequest page, PageFrom(in));
-    KILN_ASSIGN_OR_RETURN(auto rows, d.store.ListKeys(ctx.principal.workspace.id,
-                                                       {page.seq, page.limit + 1}));
+    KILN_ASSIGN_OR_RETURN(auto rows,
+                          d.store.ListKeys(ctx.principal.workspace.id, {page.seq, page.limit + 1}));
     int64_t now = d.clock.NowMs();
     return PageJson(std::move(rows), page.limit,
                     [now](const store::ApiKey& k) { return KeyJson(k, now); });
@@ -328,7 +334,8 @@ void AddKeyOps(const Deps& d, std::vector<Operation>& out) {
     std::string name = GetString(in, "name");
     for (unsigned char c : name) {
       if (c < 0x20 || c == 0x7f) {
-        return Status::InvalidArgument("VALIDATION_FAILED", "name: must not hold control characters",
+        return Status::InvalidArgument("VALIDATION_FAILED",
+                                       "name: must not hold control characters",
                                        "use a plain label such as \"ci\"");
       }
     }
@@ -345,14 +352,13 @@ void AddKeyOps(const Deps& d, std::vector<Operation>& out) {
     }
     int64_t expires = GetInt(in, "expiresInSeconds", 0);
     std::string secret;
-    store::ApiKey key =
-        NewKey(d, p.workspace.id, name, auth::ScopeNames(scopes),
-               expires ? d.clock.NowMs() + expires * 1000 : 0, p.key_id, &secret);
+    store::ApiKey key = NewKey(d, p.workspace.id, name, auth::ScopeNames(scopes),
+                               expires ? d.clock.NowMs() + expires * 1000 : 0, p.key_id, &secret);
     json::array scope_json;
     for (const auto& s : key.scopes) scope_json.emplace_back(s);
-    KILN_RETURN_IF_ERROR(d.store.InsertKey(
-        key, MakeEvent(d, p.workspace.id, "key.created", p.key_id, key.id,
-                       {{"name", key.name}, {"scopes", std::move(scope_json)}})));
+    KILN_RETURN_IF_ERROR(
+        d.store.InsertKey(key, MakeEvent(d, p.workspace.id, "key.created", p.key_id, key.id,
+                                         {{"name", key.name}, {"scopes", std::move(scope_json)}})));
     json::object answer = KeyJson(key, d.clock.NowMs());
     answer["secret"] = secret;
     return answer;
@@ -402,7 +408,8 @@ void AddKeyOps(const Deps& d, std::vector<Operation>& out) {
     if (key.revoked_ms != 0) return json::value(KeyJson(key, d.clock.NowMs()));
     bool is_admin = std::find(key.scopes.begin(), key.scopes.end(), "admin") != key.scopes.end();
     if (is_admin) {
-      KILN_ASSIGN_OR_RETURN(int64_t admins, d.store.CountActiveKeysWithScope(p.workspace.id, "admin"));
+      KILN_ASSIGN_OR_RETURN(int64_t admins,
+                            d.store.CountActiveKeysWithScope(p.workspace.id, "admin"));
       if (admins <= 1) {
         return Status::Conflict("LAST_ADMIN_KEY",
                                 "key \"" + key.name + "\" is the workspace's last admin key",
@@ -436,8 +443,8 @@ void AddEventOps(const Deps& d, std::vector<Operation>& out) {
       "subject": {"type": "string"}, "data": {"type": "object"}, "createdAt": {"type": "string"}}})");
   list.run = [&d](Context& ctx, const json::object& in) -> Result<json::value> {
     KILN_ASSIGN_OR_RETURN(store::PageRequest page, PageFrom(in));
-    KILN_ASSIGN_OR_RETURN(auto rows, d.store.ListEvents(ctx.principal.workspace.id,
-                                                         {page.seq, page.limit + 1}));
+    KILN_ASSIGN_OR_RETURN(
+        auto rows, d.store.ListEvents(ctx.principal.workspace.id, {page.seq, page.limit + 1}));
     return PageJson(std::move(rows), page.limit, EventJson);
   };
   out.push_back(std::move(list));
