@@ -141,6 +141,12 @@ void Api::Error(const Status& status, const std::string& request_id, http::Respo
   if (status.Is(Code::kUnauthenticated)) res.Set("WWW-Authenticate", "Bearer");
 }
 
+void Api::ListenerError(const Status& status, http::Response& res) {
+  std::string request_id = NewId("req");
+  res.Set("X-Request-Id", request_id);
+  Error(status, request_id, res);
+}
+
 void Api::Handle(const http::Request& req, http::Response& res) {
   auto start = std::chrono::steady_clock::now();
   std::string request_id = RequestIdFrom(req);
@@ -250,7 +256,9 @@ void Api::Impl::RunOperation(Api& api, const service::Operation& op,
                                   "Idempotency-Key is longer than 255 characters", "use a UUID"),
           request_id, res);
     }
-    request_hash = crypto::Sha256Hex(req.method + '\n' + req.path + '\n' + req.body);
+    // The whole target (path and query) is part of the request: the same key sent with
+    // another query is a different request, not a replay.
+    request_hash = crypto::Sha256Hex(req.method + '\n' + req.target + '\n' + req.body);
     auto begun = deps.idempotency.Begin(principal->key_id, idem_key, request_hash);
     if (!begun.ok()) return api.Error(begun.status(), request_id, res);
     if (begun->has_value()) {

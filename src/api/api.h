@@ -30,9 +30,11 @@ class Api {
   explicit Api(Deps deps);
   ~Api();
   void Handle(const http::Request& request, http::Response& response);
-  // Fills `response` with the error envelope for `status` (also used by the listener for
-  // errors it detects itself: 408, 413, 431).
+  // Fills `response` with the error envelope for `status`.
   void Error(const Status& status, const std::string& request_id, http::Response& response);
+  // The same for errors the listener detects itself (400, 408, 413, 431), with a fresh
+  // request id in the body and in X-Request-Id.
+  void ListenerError(const Status& status, http::Response& response);
   const std::string& openapi() const;
 
  private:

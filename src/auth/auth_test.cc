@@ -177,7 +177,7 @@ TEST_F(AuthTest, KeyAuthenticationRevocationAndJwt) {
   EXPECT_TRUE(auth.Authenticate(g.secret).ok());
   store::Event revoked{0,  NewId("evt"), k.workspace_id, "key.revoked",
                        "", k.id,         "{}",           clock_.NowMs()};
-  ASSERT_TRUE(store_->RevokeKey(k.workspace_id, k.id, clock_.NowMs(), revoked).ok());
+  ASSERT_TRUE(store_->RevokeKey(k.workspace_id, k.id, clock_.NowMs(), revoked, "").ok());
   auth.Forget(k.id);
   EXPECT_EQ(auth.Authenticate(g.secret).status().error_code(), "KEY_REVOKED");
 }

@@ -130,13 +130,18 @@ Result<std::string> Authenticator::IssueJwt(const Principal& principal, int ttl_
   claims.key_id = principal.key_id;
   claims.workspace_id = principal.workspace.id;
   claims.scopes = principal.scopes;
-  claims.issued_s = clock_.NowSeconds();
-  claims.expires_s = claims.issued_s + ttl_seconds;
-  if (principal.expires_ms != 0) {
-    claims.expires_s = std::min(claims.expires_s, principal.expires_ms / 1000);
+  int64_t now_ms = clock_.NowMs();
+  claims.issued_s = now_ms / 1000;
+  // `exp` has whole seconds: rounding up keeps a token issued late in a second alive for its
+  // whole lifetime (and at most a second more), never cut short at the next second.
+  *expires_ms = now_ms + int64_t{ttl_seconds} * 1000;
+  claims.expires_s = (*expires_ms + 999) / 1000;
+  if (principal.expires_ms != 0 && principal.expires_ms < *expires_ms) {
+    // Never outlive the key: round down instead.
+    *expires_ms = principal.expires_ms;
+    claims.expires_s = principal.expires_ms / 1000;
   }
   claims.jti = NewId("jti");
-  *expires_ms = claims.expires_s * 1000;
   return SignJwt(claims, jwt_key_);
 }
 

@@ -34,7 +34,7 @@ struct Config {
   } auth;
 
   struct Log {
-    std::string level = "info";  // debug | info | warn | error
+    std::string level = "info";   // debug | info | warn | error
     std::string format = "json";  // json | text
     bool access_log = false;      // one line per request (off: hot path)
   } log;

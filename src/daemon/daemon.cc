@@ -137,7 +137,7 @@ int Run(const Config& config) {
 
   auto server = http::Server::Start(
       options, [&api](const http::Request& req, http::Response& res) { api.Handle(req, res); },
-      [&api](const Status& s, http::Response& res) { api.Error(s, NewId("req"), res); });
+      [&api](const Status& s, http::Response& res) { api.ListenerError(s, res); });
   if (!server.ok()) return Fail(server.status());
 
   auto start_ms = clock.NowMs();

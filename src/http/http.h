@@ -23,9 +23,9 @@ namespace kiln::http {
 using Headers = std::vector<std::pair<std::string, std::string>>;  // names lower-case
 
 struct Request {
-  std::string method;  // "GET"
-  std::string target;  // as sent: "/v1/keys?limit=2"
-  std::string path;    // percent-decoded path: "/v1/keys"
+  std::string method;                                      // "GET"
+  std::string target;                                      // as sent: "/v1/keys?limit=2"
+  std::string path;                                        // percent-decoded path: "/v1/keys"
   std::vector<std::pair<std::string, std::string>> query;  // decoded, in order
   Headers headers;
   std::string body;

@@ -1,3 +1,4 @@
+#include <charconv>
 #include <map>
 #include <mutex>
 #include <regex>
@@ -201,12 +202,15 @@ Result<int64_t> DecodeCursor(std::string_view cursor) {
       Status::InvalidArgument("INVALID_CURSOR", "the cursor is not one this server issued",
                               "pass next_cursor from the previous page unchanged, or omit it");
   auto text = crypto::Base64UrlDecode(cursor);
-  if (!text.ok() || text->size() < 2 || text->size() > 20 || (*text)[0] != 's') return bad;
+  if (!text.ok() || text->size() < 2 || (*text)[0] != 's' || (*text)[1] < '0' || (*text)[1] > '9') {
+    return bad;
+  }
+  // from_chars refuses signs, stray characters and values past INT64_MAX (no wrap-around).
   int64_t seq = 0;
-  for (size_t i = 1; i < text->size(); ++i) {
-    char c = (*text)[i];
-    if (c < '0' || c > '9') return bad;
-    seq = seq * 10 + (c - '0');
+  const char* end = text->data() + text->size();
+  auto [stop, ec] = std::from_chars(text->data() + 1, end, seq);
+  if (ec != std::errc() || stop != end) {
+    return bad;
   }
   return seq;
 }

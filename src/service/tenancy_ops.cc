@@ -143,7 +143,7 @@ void AddAuthOps(const Deps& d, std::vector<Operation>& out) {
     KILN_ASSIGN_OR_RETURN(std::string jwt, d.auth.IssueJwt(ctx.principal, ttl, &expires_ms));
     return json::object{{"token", jwt},
                         {"tokenType", "Bearer"},
-                        {"expiresIn", (expires_ms - d.clock.NowMs() + 999) / 1000},
+                        {"expiresIn", (expires_ms - d.clock.NowMs() + 500) / 1000},
                         {"expiresAt", FormatTime(expires_ms)}};
   };
   out.push_back(std::move(token));
@@ -244,9 +244,10 @@ void AddWorkspaceOps(const Deps& d, std::vector<Operation>& out) {
     ws.created_ms = d.clock.NowMs();
     std::string secret;
     store::ApiKey key =
-        NewKey(d, ws.id, "admin", auth::ScopeNames(auth::kAllScopes), 0, p.key_id, &secret);
-    store::Event event = MakeEvent(d, ws.id, "workspace.created", p.key_id, ws.id,
-                                   {{"slug", ws.slug}, {"createdBy", p.workspace.id}});
+        NewKey(d, ws.id, "admin", auth::ScopeNames(auth::kAllScopes), 0, "", &secret);
+    // The new workspace's feed must not name ids of the creator's workspace, which the new
+    // tenant cannot see anywhere else: its event has no actor (the operator did it).
+    store::Event event = MakeEvent(d, ws.id, "workspace.created", "", ws.id, {{"slug", ws.slug}});
     Status s = d.store.CreateWorkspace(ws, key, event);
     if (s.Is(Code::kConflict)) {
       return Status::Conflict("WORKSPACE_EXISTS", "workspace \"" + ws.slug + "\" already exists",
@@ -407,19 +408,17 @@ void AddKeyOps(const Deps& d, std::vector<Operation>& out) {
     }
     if (key.revoked_ms != 0) return json::value(KeyJson(key, d.clock.NowMs()));
     bool is_admin = std::find(key.scopes.begin(), key.scopes.end(), "admin") != key.scopes.end();
-    if (is_admin) {
-      KILN_ASSIGN_OR_RETURN(int64_t admins,
-                            d.store.CountActiveKeysWithScope(p.workspace.id, "admin"));
-      if (admins <= 1) {
-        return Status::Conflict("LAST_ADMIN_KEY",
-                                "key \"" + key.name + "\" is the workspace's last admin key",
-                                "mint another admin key first, so the workspace stays reachable");
-      }
-    }
     key.revoked_ms = d.clock.NowMs();
-    KILN_RETURN_IF_ERROR(d.store.RevokeKey(
+    Status s = d.store.RevokeKey(
         p.workspace.id, key.id, key.revoked_ms,
-        MakeEvent(d, p.workspace.id, "key.revoked", p.key_id, key.id, {{"name", key.name}})));
+        MakeEvent(d, p.workspace.id, "key.revoked", p.key_id, key.id, {{"name", key.name}}),
+        is_admin ? "admin" : "");
+    if (s.Is(Code::kConflict)) {
+      return Status::Conflict("LAST_ADMIN_KEY",
+                              "key \"" + key.name + "\" is the workspace's last admin key",
+                              "mint another admin key first, so the workspace stays reachable");
+    }
+    KILN_RETURN_IF_ERROR(s);
     d.auth.Forget(key.id);
     return json::value(KeyJson(key, d.clock.NowMs()));
   };

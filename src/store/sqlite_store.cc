@@ -77,6 +77,7 @@ constexpr Query kTouchKey{"touch key",
 constexpr Query kCountActiveKeysWithScope{
     "count keys with scope",
     "SELECT COUNT(*) FROM api_keys WHERE workspace_id = ? AND revoked_ms = 0 "
+    "AND (expires_ms = 0 OR expires_ms > ?) "
     "AND instr(' ' || scopes || ' ', ' ' || ? || ' ') > 0"};
 
 constexpr Query kInsertEvent{
@@ -351,7 +352,7 @@ class SqliteStore final : public Store {
   }
 
   Status RevokeKey(const std::string& workspace_id, const std::string& id, int64_t revoked_ms,
-                   const Event& event) override {
+                   const Event& event, const std::string& keep_scope) override {
     if (revoked_ms <= 0) {
       // 0 means "active" in the table, so it cannot mark a revocation.
       return Status::InvalidArgument(
@@ -364,6 +365,18 @@ class SqliteStore final : public Store {
       }
       if (db.Changes() == 0) {
         return Status::NotFound("KEY_NOT_FOUND", "no active key " + id + " in this workspace");
+      }
+      if (!keep_scope.empty()) {
+        // Counted after the update, inside the write transaction: returning an error rolls
+        // the revocation back.
+        KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kCountActiveKeysWithScope));
+        stmt.Bind(1, workspace_id).Bind(2, revoked_ms).Bind(3, keep_scope);
+        KILN_ASSIGN_OR_RETURN(int64_t left, ScalarInt(stmt));
+        if (left == 0) {
+          return Status::Conflict(
+              "LAST_KEY_WITH_SCOPE",
+              "key " + id + " is the workspace's last active key with scope " + keep_scope);
+        }
       }
       return InsertEventRow(db, event);
     });
@@ -378,15 +391,6 @@ class SqliteStore final : public Store {
     }
     if (writer_->Changes() == 0) return Status::NotFound("KEY_NOT_FOUND", "no key " + id);
     return Status::Ok();
-  }
-
-  Result<int64_t> CountActiveKeysWithScope(const std::string& workspace_id,
-                                           const std::string& scope) override {
-    return Read([&](Db& db) -> Result<int64_t> {
-      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kCountActiveKeysWithScope));
-      stmt.Bind(1, workspace_id).Bind(2, scope);
-      return ScalarInt(stmt);
-    });
   }
 
   Status AppendEvent(const Event& event) override {

@@ -248,7 +248,7 @@ TEST_F(SqliteStoreTest, RevokeKeyOnceThenNotFound) {
   AddWorkspace("ws_1");
   AddKey("ws_1", "key_r");
   Status s = store_->RevokeKey("ws_1", "key_r", 1'700'000'100'000,
-                               MakeEvent("ws_1", "evt_rev", "key.revoked", "key_r"));
+                               MakeEvent("ws_1", "evt_rev", "key.revoked", "key_r"), "");
   ASSERT_TRUE(s.ok()) << s.ToString();
 
   auto key = store_->GetKey("ws_1", "key_r");
@@ -257,7 +257,7 @@ TEST_F(SqliteStoreTest, RevokeKeyOnceThenNotFound) {
   EXPECT_EQ(AllEvents("ws_1").front().type, "key.revoked");
 
   s = store_->RevokeKey("ws_1", "key_r", 1'700'000'200'000,
-                        MakeEvent("ws_1", "evt_rev2", "key.revoked", "key_r"));
+                        MakeEvent("ws_1", "evt_rev2", "key.revoked", "key_r"), "");
   EXPECT_EQ(s.code(), Code::kNotFound);
   EXPECT_EQ(s.error_code(), "KEY_NOT_FOUND");
   // The first revocation time stands, and the failed attempt recorded no event.
@@ -269,10 +269,10 @@ TEST_F(SqliteStoreTest, RevokeFromAnotherWorkspaceIsNotFoundAndChangesNothing) {
   AddWorkspace("ws_1");
   AddWorkspace("ws_2");
   AddKey("ws_2", "key_b");
-  Status s = store_->RevokeKey("ws_1", "key_b", 1'700'000'100'000, MakeEvent("ws_1", "evt_r"));
+  Status s = store_->RevokeKey("ws_1", "key_b", 1'700'000'100'000, MakeEvent("ws_1", "evt_r"), "");
   EXPECT_EQ(s.code(), Code::kNotFound);
   EXPECT_EQ(store_->GetKey("ws_2", "key_b")->revoked_ms, 0);
-  EXPECT_EQ(store_->RevokeKey("ws_2", "key_b", 0, MakeEvent("ws_2", "evt_r")).code(),
+  EXPECT_EQ(store_->RevokeKey("ws_2", "key_b", 0, MakeEvent("ws_2", "evt_r"), "").code(),
             Code::kInvalidArgument);
 }
 
@@ -295,7 +295,7 @@ TEST_F(SqliteStoreTest, ListKeysIncludesRevokedAndPagesWithoutDuplicates) {
     expected.insert(id);
     AddKey("ws_2", "other_" + std::to_string(i));  // interleaved, must not show up
   }
-  ASSERT_TRUE(store_->RevokeKey("ws_1", "key_3", 99, MakeEvent("ws_1", "evt_rev")).ok());
+  ASSERT_TRUE(store_->RevokeKey("ws_1", "key_3", 99, MakeEvent("ws_1", "evt_rev"), "").ok());
 
   std::set<std::string> seen;
   bool saw_revoked = false;
@@ -319,29 +319,31 @@ TEST_F(SqliteStoreTest, ListKeysIncludesRevokedAndPagesWithoutDuplicates) {
   EXPECT_TRUE(saw_revoked);
 }
 
-TEST_F(SqliteStoreTest, CountActiveKeysMatchesWholeScopeTokens) {
-  AddWorkspace("ws_1");  // its first key has scope "admin"
+TEST_F(SqliteStoreTest, GuardedRevokeKeepsOneKeyWithTheScope) {
+  AddWorkspace("ws_1");  // its first key, ws_1_k0, has scope "admin"
   AddWorkspace("ws_2");
-  AddKey("ws_1", "k_read", {"apps:read", "deploy"});
-  AddKey("ws_1", "k_apps", {"apps"});
-  AddKey("ws_1", "k_apps_revoked", {"apps"});
-  AddKey("ws_2", "k_apps_other", {"apps"});
-  ASSERT_TRUE(store_->RevokeKey("ws_1", "k_apps_revoked", 5, MakeEvent("ws_1", "evt_r")).ok());
+  AddKey("ws_1", "k_near", {"admin:read", "deploy"});  // not "admin": whole tokens only
+  AddKey("ws_2", "k_other", {"admin"});                // another workspace's does not count
+  ApiKey expired = MakeKey("ws_1", "k_expired", {"admin"});
+  expired.expires_ms = 1000;  // long gone at the revocation times below
+  ASSERT_TRUE(store_->InsertKey(expired, MakeEvent("ws_1", "evt_exp")).ok());
 
-  auto count = [&](const std::string& scope) {
-    auto n = store_->CountActiveKeysWithScope("ws_1", scope);
-    EXPECT_TRUE(n.ok()) << n.status().ToString();
-    return n.ok() ? *n : -1;
-  };
-  EXPECT_EQ(count("apps"), 1);  // not "apps:read", not the revoked one, not ws_2's
-  EXPECT_EQ(count("apps:read"), 1);
-  EXPECT_EQ(count("deploy"), 1);
-  EXPECT_EQ(count("admin"), 1);
-  EXPECT_EQ(count("app"), 0);
-  EXPECT_EQ(count("read deploy"), 0);
+  // ws_1_k0 is the last live admin key: refused, and nothing changed or was recorded.
+  Status s = store_->RevokeKey("ws_1", "ws_1_k0", 5000, MakeEvent("ws_1", "evt_r1"), "admin");
+  EXPECT_EQ(s.code(), Code::kConflict) << s.ToString();
+  EXPECT_EQ(s.error_code(), "LAST_KEY_WITH_SCOPE");
+  EXPECT_EQ(store_->GetKey("ws_1", "ws_1_k0")->revoked_ms, 0);
+  for (const Event& e : AllEvents("ws_1")) EXPECT_NE(e.id, "evt_r1");
 
-  ASSERT_TRUE(store_->RevokeKey("ws_1", "k_apps", 6, MakeEvent("ws_1", "evt_r2")).ok());
-  EXPECT_EQ(count("apps"), 0);
+  // With a second admin key, one of the two may go, then the other is the last.
+  AddKey("ws_1", "k_admin2", {"read", "admin"});
+  ASSERT_TRUE(
+      store_->RevokeKey("ws_1", "ws_1_k0", 6000, MakeEvent("ws_1", "evt_r2"), "admin").ok());
+  EXPECT_EQ(
+      store_->RevokeKey("ws_1", "k_admin2", 7000, MakeEvent("ws_1", "evt_r3"), "admin").code(),
+      Code::kConflict);
+  // Without a guard the same revocation goes through.
+  EXPECT_TRUE(store_->RevokeKey("ws_1", "k_admin2", 8000, MakeEvent("ws_1", "evt_r4"), "").ok());
 }
 
 // ---- Events ----
@@ -392,7 +394,7 @@ TEST_F(SqliteStoreTest, EmptyEventDataIsStoredAsEmptyObject) {
 TEST_F(SqliteStoreTest, EverythingSurvivesCloseAndReopen) {
   AddWorkspace("ws_1");
   AddKey("ws_1", "key_p", {"apps", "deploy"});
-  ASSERT_TRUE(store_->RevokeKey("ws_1", "ws_1_k0", 77, MakeEvent("ws_1", "evt_rev")).ok());
+  ASSERT_TRUE(store_->RevokeKey("ws_1", "ws_1_k0", 77, MakeEvent("ws_1", "evt_rev"), "").ok());
   ASSERT_TRUE(store_->TouchKey("key_p", 1234).ok());
   IdempotencyRecord record{"key_p", "idem-1", "rh", 201, "sealed", 500};
   ASSERT_TRUE(store_->PutIdempotency(record).ok());

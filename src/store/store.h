@@ -90,12 +90,15 @@ class Store {
   virtual Result<ApiKey> GetKey(const std::string& workspace_id, const std::string& id) = 0;
   virtual Result<std::vector<ApiKey>> ListKeys(const std::string& workspace_id,
                                                const PageRequest& page) = 0;
-  // Marks the key revoked; NotFound when absent or already revoked.
+  // Marks the key revoked; NotFound when absent or already revoked. With a non-empty
+  // `keep_scope` (a scope the key holds), the revocation is refused with Conflict
+  // LAST_KEY_WITH_SCOPE when no other active, unexpired key of the workspace holds that
+  // scope; the check and the change are one transaction, so two admins revoking each other at
+  // once cannot both succeed.
   virtual Status RevokeKey(const std::string& workspace_id, const std::string& id,
-                           int64_t revoked_ms, const Event& event) = 0;
+                           int64_t revoked_ms, const Event& event,
+                           const std::string& keep_scope) = 0;
   virtual Status TouchKey(const std::string& id, int64_t used_ms) = 0;
-  virtual Result<int64_t> CountActiveKeysWithScope(const std::string& workspace_id,
-                                                   const std::string& scope) = 0;
 
   // Activity events, newest first (page.seq = before).
   virtual Status AppendEvent(const Event& event) = 0;

@@ -197,14 +197,16 @@ TEST_F(TenancyTest, EventsStayInTheWorkspace) {
   EXPECT_TRUE(recorded);
 }
 
-// Not even as an actor or in event data: nothing in acme's feed names an id of the root
-// workspace (its workspace id, its keys), which acme cannot see anywhere else.
+// Not even as an actor, a creator or in event data: nothing acme can list names an id of the
+// root workspace (its workspace id, its keys), which acme cannot see anywhere else.
 TEST_F(TenancyTest, FeedNamesNoIdsOfAnotherWorkspace) {
   MintKey("acme-ci", R"(["read"])", acme_admin_);
-  Reply raw = Call("GET", "/v1/events?limit=200", acme_admin_);
-  ASSERT_EQ(raw.status, 200) << raw;
-  for (const auto& id : {default_ws_id_, default_admin_id_, default_reader_id_}) {
-    EXPECT_EQ(raw.body.find(id), std::string::npos) << "acme's feed names " << id << ": " << raw;
+  for (const char* path : {"/v1/events?limit=200", "/v1/keys?limit=200", "/v1/me"}) {
+    Reply raw = Call("GET", path, acme_admin_);
+    ASSERT_EQ(raw.status, 200) << raw;
+    for (const auto& id : {default_ws_id_, default_admin_id_, default_reader_id_}) {
+      EXPECT_EQ(raw.body.find(id), std::string::npos) << path << " names " << id << ": " << raw;
+    }
   }
 }
 
