@@ -1,5 +1,7 @@
 #include "api/api.h"
 
+#include <array>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <chrono>
@@ -25,7 +27,7 @@ std::string RequestIdFrom(const http::Request& req) {
     }
     if (clean) return std::string(given);
   }
-  return NewId("req");
+  return NewRequestId();
 }
 
 std::string_view Credential(const http::Request& req) {
@@ -81,11 +83,46 @@ std::string Labels(std::string_view route, std::string_view method, int status) 
 
 }  // namespace
 
+// The metric series of one route, resolved on first use so that the request path costs
+// atomic adds rather than label formatting and a locked map lookup.
+class RouteMetrics {
+ public:
+  RouteMetrics(Metrics& metrics, std::string route, std::string method)
+      : metrics_(metrics),
+        route_(std::move(route)),
+        method_(std::move(method)),
+        latency_(
+            metrics.Histogram("kiln_http_request_duration_seconds", "route=\"" + route_ + "\"")) {}
+  void Record(int status, double seconds) {
+    latency_.Observe(seconds);
+    if (status < 100 || status > 599) {
+      metrics_.Add("kiln_http_requests_total", Labels(route_, method_, status));
+      return;
+    }
+    std::atomic<CounterSeries*>& slot = by_status_[status - 100];
+    CounterSeries* counter = slot.load(std::memory_order_acquire);
+    if (counter == nullptr) {
+      // Racing threads get the same series from the registry, so either store is right.
+      counter = &metrics_.Counter("kiln_http_requests_total", Labels(route_, method_, status));
+      slot.store(counter, std::memory_order_release);
+    }
+    counter->Add();
+  }
+
+ private:
+  Metrics& metrics_;
+  std::string route_;
+  std::string method_;
+  HistogramSeries& latency_;
+  std::array<std::atomic<CounterSeries*>, 500> by_status_{};  // status - 100
+};
+
 struct Api::Impl {
   explicit Impl(Deps d) : deps(d) {}
   Deps deps;
   http::Router router;
-  std::vector<const service::Operation*> ops;  // route index -> operation
+  std::vector<const service::Operation*> ops;                // route index -> operation
+  std::vector<std::unique_ptr<RouteMetrics>> route_metrics;  // route index -> its series
   int healthz = -1, metrics = -1, openapi_route = -1;
   std::string openapi;
 
@@ -114,6 +151,12 @@ Api::Api(Deps deps) : impl_(std::make_unique<Impl>(deps)) {
   m.Describe("kiln_http_requests_total", "counter", "HTTP requests answered, by route and status");
   m.Describe("kiln_http_request_duration_seconds", "histogram",
              "time from a parsed request to its response being ready");
+  for (const service::Operation* op : impl_->ops) {
+    impl_->route_metrics.push_back(std::make_unique<RouteMetrics>(m, op->path, op->method));
+  }
+  for (const char* path : {"/healthz", "/metrics", "/v1/openapi.json"}) {
+    impl_->route_metrics.push_back(std::make_unique<RouteMetrics>(m, path, "GET"));
+  }
 }
 
 Api::~Api() = default;
@@ -142,7 +185,7 @@ void Api::Error(const Status& status, const std::string& request_id, http::Respo
 }
 
 void Api::ListenerError(const Status& status, http::Response& res) {
-  std::string request_id = NewId("req");
+  std::string request_id = NewRequestId();
   res.Set("X-Request-Id", request_id);
   Error(status, request_id, res);
 }
@@ -186,10 +229,14 @@ void Api::Handle(const http::Request& req, http::Response& res) {
   }
 
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::string labels = Labels(route, req.method, res.status);
-  in.deps.metrics.Add("kiln_http_requests_total", labels);
-  in.deps.metrics.Observe("kiln_http_request_duration_seconds",
-                          "route=\"" + std::string(route) + "\"", seconds);
+  if (match.route >= 0) {
+    in.route_metrics[match.route]->Record(res.status, seconds);
+  } else {
+    // Unmatched paths share one series; the method is whatever the client sent, so it is
+    // not a label (a client could otherwise create series without bound).
+    in.deps.metrics.Add("kiln_http_requests_total", Labels(route, "other", res.status));
+    in.deps.metrics.Observe("kiln_http_request_duration_seconds", "route=\"unmatched\"", seconds);
+  }
   if (in.deps.config.log.access_log) {
     log::Info("request", {{"request_id", request_id},
                           {"method", req.method},

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <string>
+#include <thread>
+#include <vector>
 
 namespace kiln {
 namespace {
@@ -27,6 +30,25 @@ TEST(IdsTest, NewIdsAreUniqueAndUseTheWholeAlphabet) {
     chars.insert(id.begin() + 4, id.end());
   }
   EXPECT_EQ(ids.size(), 1000u);
+  EXPECT_EQ(chars.size(), 32u);
+}
+
+TEST(IdsTest, RequestIdsAreUniqueAcrossThreads) {
+  std::vector<std::string> a, b;
+  std::thread other([&] {
+    for (int i = 0; i < 5000; ++i) b.push_back(NewRequestId());
+  });
+  for (int i = 0; i < 5000; ++i) a.push_back(NewRequestId());
+  other.join();
+  std::set<std::string> all(a.begin(), a.end());
+  all.insert(b.begin(), b.end());
+  EXPECT_EQ(all.size(), 10000u);  // each thread seeds its own generator
+  std::set<char> chars;
+  for (const auto& id : all) {
+    ASSERT_TRUE(LooksLikeId(id, "req")) << id;
+    ASSERT_EQ(id.size(), 24u) << id;
+    chars.insert(id.begin() + 4, id.end());
+  }
   EXPECT_EQ(chars.size(), 32u);
 }
 

@@ -1,5 +1,6 @@
 #include "core/metrics.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -9,11 +10,8 @@
 namespace kiln {
 namespace {
 
-// Upper bounds in seconds, from sub-millisecond handler work to slow runtime operations.
-constexpr std::array<double, 14> kBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                            0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 // The same bounds as Prometheus clients print them ("0.0005", not "5e-04").
-constexpr std::array<std::string_view, 14> kBoundLabels = {
+constexpr std::array<std::string_view, kHistogramBounds.size()> kBoundLabels = {
     "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
     "0.1",    "0.25",  "0.5",    "1",     "2.5",  "5",     "10"};
 
@@ -70,24 +68,30 @@ void AppendSample(std::string& out, std::string_view name, std::string_view labe
 
 }  // namespace
 
-void Metrics::Add(const std::string& name, const std::string& labels, double value) {
-  std::lock_guard lock(mu_);
-  counters_[name][labels] += value;
-}
-
-void Metrics::Observe(const std::string& name, const std::string& labels, double seconds) {
-  std::lock_guard lock(mu_);
-  Histogram& h = histograms_[name][labels];
-  if (h.buckets.empty()) h.buckets.assign(kBounds.size(), 0);
-  // Stored per bucket; Render makes them cumulative. Larger than every bound: +Inf only.
-  for (size_t i = 0; i < kBounds.size(); ++i) {
-    if (seconds <= kBounds[i]) {
-      ++h.buckets[i];
+void HistogramSeries::Observe(double seconds) {
+  // Larger than every bound: counted in +Inf only.
+  for (size_t i = 0; i < kHistogramBounds.size(); ++i) {
+    if (seconds <= kHistogramBounds[i]) {
+      buckets_[i].fetch_add(1, std::memory_order_relaxed);
       break;
     }
   }
-  ++h.count;
-  h.sum += seconds;
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_.fetch_add(seconds, std::memory_order_relaxed);
+}
+
+CounterSeries& Metrics::Counter(const std::string& name, const std::string& labels) {
+  std::lock_guard lock(mu_);
+  auto& series = counters_[name][labels];
+  if (!series) series = std::make_unique<CounterSeries>();
+  return *series;
+}
+
+HistogramSeries& Metrics::Histogram(const std::string& name, const std::string& labels) {
+  std::lock_guard lock(mu_);
+  auto& series = histograms_[name][labels];
+  if (!series) series = std::make_unique<HistogramSeries>();
+  return *series;
 }
 
 void Metrics::Describe(const std::string& name, const std::string& type, const std::string& help) {
@@ -115,8 +119,8 @@ std::string Metrics::Render() const {
     std::lock_guard lock(mu_);
     for (const auto& [name, series] : counters_) {
       AppendHeader(out, name, "counter", help_);
-      for (const auto& [labels, value] : series) {
-        AppendSample(out, name, labels, FormatValue(value));
+      for (const auto& [labels, counter] : series) {
+        AppendSample(out, name, labels, FormatValue(counter->Value()));
       }
     }
     for (const auto& [name, series] : histograms_) {
@@ -124,15 +128,16 @@ std::string Metrics::Render() const {
       for (const auto& [labels, h] : series) {
         std::string prefix = labels.empty() ? std::string() : labels + ",";
         uint64_t cumulative = 0;
-        for (size_t i = 0; i < kBounds.size(); ++i) {
-          cumulative += h.buckets[i];
+        uint64_t count = h->Count();
+        for (size_t i = 0; i < kHistogramBounds.size(); ++i) {
+          cumulative += h->Bucket(i);
           AppendSample(out, name + "_bucket",
                        prefix + "le=\"" + std::string(kBoundLabels[i]) + "\"",
-                       std::to_string(cumulative));
+                       std::to_string(std::min(cumulative, count)));
         }
-        AppendSample(out, name + "_bucket", prefix + "le=\"+Inf\"", std::to_string(h.count));
-        AppendSample(out, name + "_sum", labels, FormatValue(h.sum));
-        AppendSample(out, name + "_count", labels, std::to_string(h.count));
+        AppendSample(out, name + "_bucket", prefix + "le=\"+Inf\"", std::to_string(count));
+        AppendSample(out, name + "_sum", labels, FormatValue(h->Sum()));
+        AppendSample(out, name + "_count", labels, std::to_string(count));
       }
     }
     gauges = gauges_;

@@ -16,6 +16,7 @@
 // ended or the grace period is over.
 
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -106,6 +107,21 @@ void ParseBuffered(Parser& parser, beast::flat_buffer& buffer, Done done,
   }
 }
 
+// Deadlines are whole seconds or more, so the coarse clocks (a few ms resolution, read from
+// the vDSO without touching the TSC) are precise enough, and they are read several times per
+// request.
+SteadyTime CoarseNow() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return SteadyTime(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+}
+
+int64_t CoarseUnixSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return ts.tv_sec;
+}
+
 // One connection, as seen by its worker's sweep and by Shutdown. Lives in the frame of the
 // connection's coroutine; used only on its worker's thread.
 struct Session {
@@ -117,7 +133,7 @@ struct Session {
   Session* next = nullptr;
 
   void ExpiresAfter(std::chrono::milliseconds timeout) {
-    deadline = std::chrono::steady_clock::now() + timeout;
+    deadline = CoarseNow() + timeout;
     timed_out = false;
   }
 };
@@ -153,9 +169,7 @@ struct Worker {
     }
   }
   std::string_view DateLine() {
-    auto now = std::chrono::system_clock::now();
-    int64_t second =
-        std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+    int64_t second = CoarseUnixSeconds();
     if (second != date_second) {
       date_second = second;
       internal::FormatDateLine(second, date_line);
@@ -336,7 +350,7 @@ asio::awaitable<void> ServerImpl::Sweep(Worker* worker) {
     if (ec) {
       co_return;
     }
-    SteadyTime now = std::chrono::steady_clock::now();
+    SteadyTime now = CoarseNow();
     for (Session* s = worker->sessions; s != nullptr; s = s->next) {
       if (!s->timed_out && s->deadline <= now) {
         s->timed_out = true;
