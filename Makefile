@@ -1,6 +1,7 @@
 # Two commands do all the set-up (README.md): `make run` and `make test`.
 BUILD ?= build
 JOBS ?= $(shell nproc)
+MAKEFLAGS += --no-print-directory
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./.kiln
 
