@@ -25,7 +25,9 @@ std::string RequestIdFrom(const http::Request& req) {
       clean = clean &&
               (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
     }
-    if (clean) return std::string(given);
+    if (clean) {
+      return std::string(given);
+    }
   }
   return NewRequestId();
 }
@@ -34,7 +36,9 @@ std::string_view Credential(const http::Request& req) {
   std::string_view auth = req.Header("authorization");
   if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer ")) {
     auth.remove_prefix(7);
-    while (!auth.empty() && auth.front() == ' ') auth.remove_prefix(1);
+    while (!auth.empty() && auth.front() == ' ') {
+      auth.remove_prefix(1);
+    }
     return auth;
   }
   return req.Header("x-api-key");
@@ -59,12 +63,18 @@ Result<json::value> QueryValue(const json::object& props, const std::string& nam
   if (type == "integer") {
     int64_t n = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    if (ec != std::errc() || end != text.data() + text.size()) return bad("an integer");
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      return bad("an integer");
+    }
     return json::value(n);
   }
   if (type == "boolean") {
-    if (text == "true" || text == "1") return json::value(true);
-    if (text == "false" || text == "0") return json::value(false);
+    if (text == "true" || text == "1") {
+      return json::value(true);
+    }
+    if (text == "false" || text == "0") {
+      return json::value(false);
+    }
     return bad("true or false");
   }
   return json::value(text);
@@ -178,10 +188,14 @@ void Api::Error(const Status& status, const std::string& request_id, http::Respo
                                                           : status.error_code()},
                      {"message", message},
                      {"requestId", request_id}};
-  if (!hint.empty()) error["hint"] = hint;
+  if (!hint.empty()) {
+    error["hint"] = hint;
+  }
   res.body = json::serialize(json::object{{"error", std::move(error)}});
   res.Set("Content-Type", std::string(kJson));
-  if (status.Is(Code::kUnauthenticated)) res.Set("WWW-Authenticate", "Bearer");
+  if (status.Is(Code::kUnauthenticated)) {
+    res.Set("WWW-Authenticate", "Bearer");
+  }
 }
 
 void Api::ListenerError(const Status& status, http::Response& res) {
@@ -265,11 +279,15 @@ Result<json::object> Api::Impl::Input(const service::Operation& op,
   }
   for (const auto& [name, text] : req.query) {
     // Unknown query parameters are ignored, as proxies and browsers add their own.
-    if (!props->contains(name)) continue;
+    if (!props->contains(name)) {
+      continue;
+    }
     KILN_ASSIGN_OR_RETURN(json::value v, QueryValue(*props, name, text));
     input[name] = std::move(v);
   }
-  for (const auto& [name, value] : match.params) input[name] = value;
+  for (const auto& [name, value] : match.params) {
+    input[name] = value;
+  }
   return input;
 }
 
@@ -277,7 +295,9 @@ void Api::Impl::RunOperation(Api& api, const service::Operation& op,
                              const http::Router::Match& match, const http::Request& req,
                              const std::string& request_id, http::Response& res) {
   auto principal = deps.auth.Authenticate(Credential(req));
-  if (!principal.ok()) return api.Error(principal.status(), request_id, res);
+  if (!principal.ok()) {
+    return api.Error(principal.status(), request_id, res);
+  }
 
   auth::RateLimiter::Decision rate = deps.limiter.Take(principal->key_id);
   res.Set("X-RateLimit-Limit", std::to_string(rate.limit));
@@ -292,7 +312,9 @@ void Api::Impl::RunOperation(Api& api, const service::Operation& op,
   }
 
   auto input = Input(op, match, req);
-  if (!input.ok()) return api.Error(input.status(), request_id, res);
+  if (!input.ok()) {
+    return api.Error(input.status(), request_id, res);
+  }
 
   std::string idem_key(req.Header("idempotency-key"));
   std::string request_hash;
@@ -307,7 +329,9 @@ void Api::Impl::RunOperation(Api& api, const service::Operation& op,
     // another query is a different request, not a replay.
     request_hash = crypto::Sha256Hex(req.method + '\n' + req.target + '\n' + req.body);
     auto begun = deps.idempotency.Begin(principal->key_id, idem_key, request_hash);
-    if (!begun.ok()) return api.Error(begun.status(), request_id, res);
+    if (!begun.ok()) {
+      return api.Error(begun.status(), request_id, res);
+    }
     if (begun->has_value()) {
       res.status = (*begun)->status;
       res.body = std::move((*begun)->body);

@@ -44,7 +44,9 @@ json::object ErrorRef() { return {{"$ref", "#/components/schemas/Error"}}; }
 json::object OperationObject(const service::Operation& op) {
   std::string tag = op.name.substr(0, op.name.find('.'));
   std::string operation_id = op.name;
-  for (char& c : operation_id) c = c == '.' ? '_' : c;
+  for (char& c : operation_id) {
+    c = c == '.' ? '_' : c;
+  }
 
   json::object props;
   if (auto it = op.input.find("properties"); it != op.input.end() && it->value().is_object()) {
@@ -52,24 +54,36 @@ json::object OperationObject(const service::Operation& op) {
   }
   std::set<std::string> required;
   if (auto it = op.input.find("required"); it != op.input.end() && it->value().is_array()) {
-    for (const auto& r : it->value().as_array()) required.insert(std::string(r.as_string()));
+    for (const auto& r : it->value().as_array()) {
+      required.insert(std::string(r.as_string()));
+    }
   }
   bool body_method = op.method == "POST" || op.method == "PUT" || op.method == "PATCH";
 
   json::array parameters;
   auto add_param = [&](const std::string& name, std::string_view in, bool req) {
     json::object p{{"name", name}, {"in", in}, {"required", req}};
-    if (auto it = props.find(name); it != props.end()) p["schema"] = it->value();
+    if (auto it = props.find(name); it != props.end()) {
+      p["schema"] = it->value();
+    }
     parameters.push_back(std::move(p));
     props.erase(name);
     required.erase(name);
   };
-  for (const auto& name : PathParams(op.path)) add_param(name, "path", true);
-  if (props.contains("confirm")) add_param("confirm", "query", false);
+  for (const auto& name : PathParams(op.path)) {
+    add_param(name, "path", true);
+  }
+  if (props.contains("confirm")) {
+    add_param("confirm", "query", false);
+  }
   if (!body_method) {
     std::vector<std::string> names;
-    for (const auto& p : props) names.emplace_back(p.key());
-    for (const auto& name : names) add_param(name, "query", required.contains(name));
+    for (const auto& p : props) {
+      names.emplace_back(p.key());
+    }
+    for (const auto& name : names) {
+      add_param(name, "query", required.contains(name));
+    }
   }
   if (op.method == "POST") {
     parameters.push_back(
@@ -87,18 +101,24 @@ json::object OperationObject(const service::Operation& op) {
                  {"x-kiln-scopes",
                   [&] {
                     json::array a;
-                    for (const auto& s : auth::ScopeNames(op.scopes)) a.emplace_back(s);
+                    for (const auto& s : auth::ScopeNames(op.scopes)) {
+                      a.emplace_back(s);
+                    }
                     return a;
                   }()},
                  {"x-kiln-annotations", json::object{{"readOnly", op.read_only},
                                                      {"destructive", op.destructive},
                                                      {"idempotent", op.idempotent}}}};
-  if (!parameters.empty()) o["parameters"] = std::move(parameters);
+  if (!parameters.empty()) {
+    o["parameters"] = std::move(parameters);
+  }
   if (body_method) {
     json::object body_schema = op.input;
     body_schema["properties"] = props;
     json::array req_array;
-    for (const auto& r : required) req_array.emplace_back(r);
+    for (const auto& r : required) {
+      req_array.emplace_back(r);
+    }
     if (req_array.empty()) {
       body_schema.erase("required");
     } else {
@@ -121,7 +141,9 @@ std::string BuildOpenApi(const std::vector<service::Operation>& operations) {
   std::map<std::string, json::object> paths;
   for (const auto& op : operations) {
     std::string method = op.method;
-    for (char& c : method) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char& c : method) {
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
     paths[op.path][method] = OperationObject(op);
   }
   paths["/healthz"]["get"] = json::object{
@@ -141,7 +163,9 @@ std::string BuildOpenApi(const std::vector<service::Operation>& operations) {
       {"responses", json::object{{"200", json::object{{"description", "OpenAPI 3.1"}}}}}};
 
   json::object path_obj;
-  for (auto& [path, methods] : paths) path_obj[path] = std::move(methods);
+  for (auto& [path, methods] : paths) {
+    path_obj[path] = std::move(methods);
+  }
 
   json::object doc{
       {"openapi", "3.1.0"},

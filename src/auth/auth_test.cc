@@ -108,7 +108,9 @@ TEST(JwtTest, RejectsTamperingAndAlgNone) {
 TEST(RateLimiterTest, BurstThenRefill) {
   FakeClock clock;
   RateLimiter limiter(2, 3, clock);
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(limiter.Take("k").allowed) << i;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(limiter.Take("k").allowed) << i;
+  }
   auto denied = limiter.Take("k");
   EXPECT_FALSE(denied.allowed);
   EXPECT_EQ(denied.limit, 3);
@@ -119,7 +121,9 @@ TEST(RateLimiterTest, BurstThenRefill) {
   EXPECT_TRUE(limiter.Take("k").allowed);
   EXPECT_FALSE(limiter.Take("k").allowed);
   clock.AdvanceMs(60'000);  // never more than the burst
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(limiter.Take("k").allowed) << i;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(limiter.Take("k").allowed) << i;
+  }
   EXPECT_FALSE(limiter.Take("k").allowed);
 }
 

@@ -31,8 +31,12 @@ Result<Principal> Authenticator::Authenticate(std::string_view credential) {
         "send `Authorization: Bearer kiln_sk_...` (the first admin key is in "
         "<data_dir>/admin.key)");
   }
-  if (credential.starts_with(kKeyPrefix)) return FromKey(credential);
-  if (std::count(credential.begin(), credential.end(), '.') == 2) return FromJwt(credential);
+  if (credential.starts_with(kKeyPrefix)) {
+    return FromKey(credential);
+  }
+  if (std::count(credential.begin(), credential.end(), '.') == 2) {
+    return FromJwt(credential);
+  }
   return BadKey();
 }
 
@@ -56,17 +60,23 @@ Result<Principal> Authenticator::FromKey(std::string_view secret) {
   if (!found) {
     auto key = store_.FindKeyByHash(hash);
     if (!key.ok()) {
-      if (key.status().Is(Code::kNotFound)) return BadKey();
+      if (key.status().Is(Code::kNotFound)) {
+        return BadKey();
+      }
       return key.status();
     }
     KILN_ASSIGN_OR_RETURN(Principal principal, LoadPrincipal(*key));
     std::lock_guard lock(mu_);
-    if (by_hash_.size() >= kMaxCached) by_hash_.clear();
+    if (by_hash_.size() >= kMaxCached) {
+      by_hash_.clear();
+    }
     by_hash_[hash] = Cached{principal, now};
     hash_of_[principal.key_id] = hash;
     int64_t& touched = touched_ms_[principal.key_id];
     touch = now - touched >= kTouchIntervalMs;
-    if (touch) touched = now;
+    if (touch) {
+      touched = now;
+    }
     found = std::move(principal);
   }
   if (found->expires_ms != 0 && now >= found->expires_ms) {
@@ -76,8 +86,9 @@ Result<Principal> Authenticator::FromKey(std::string_view secret) {
   }
   if (touch) {
     Status s = store_.TouchKey(found->key_id, now);
-    if (!s.ok())
+    if (!s.ok()) {
       log::Warn("could not record key use", {{"key", found->key_id}, {"error", s.ToString()}});
+    }
   }
   return *found;
 }

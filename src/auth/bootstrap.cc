@@ -7,7 +7,9 @@ namespace kiln::auth {
 Result<std::optional<std::string>> Bootstrap(store::Store& store, const std::string& data_dir,
                                              const Clock& clock) {
   KILN_ASSIGN_OR_RETURN(int64_t count, store.CountWorkspaces());
-  if (count > 0) return std::optional<std::string>();
+  if (count > 0) {
+    return std::optional<std::string>();
+  }
 
   int64_t now = clock.NowMs();
   store::Workspace ws;

@@ -54,7 +54,9 @@ void Idempotency::Finish(const std::string& key_id, const std::string& idem_key,
   r.sealed_body = box_.Seal(body, Aad(key_id, idem_key));
   r.created_ms = clock_.NowMs();
   Status s = store_.PutIdempotency(r);
-  if (!s.ok()) log::Warn("could not store idempotent response", {{"error", s.ToString()}});
+  if (!s.ok()) {
+    log::Warn("could not store idempotent response", {{"error", s.ToString()}});
+  }
   Abandon(key_id, idem_key);
 }
 

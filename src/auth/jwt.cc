@@ -20,7 +20,9 @@ std::string SignJwt(const JwtClaims& claims, std::string_view key) {
   payload["sub"] = claims.key_id;
   payload["ws"] = claims.workspace_id;
   json::array scopes;
-  for (const auto& s : ScopeNames(claims.scopes)) scopes.emplace_back(s);
+  for (const auto& s : ScopeNames(claims.scopes)) {
+    scopes.emplace_back(s);
+  }
   payload["scopes"] = std::move(scopes);
   payload["iat"] = claims.issued_s;
   payload["exp"] = claims.expires_s;
@@ -46,7 +48,9 @@ Result<JwtClaims> VerifyJwt(std::string_view token, std::string_view key, int64_
   }
   auto header = crypto::Base64UrlDecode(token.substr(0, dot1));
   auto payload = crypto::Base64UrlDecode(token.substr(dot1 + 1, dot2 - dot1 - 1));
-  if (!header.ok() || !payload.ok()) return Invalid("the token is not valid base64url");
+  if (!header.ok() || !payload.ok()) {
+    return Invalid("the token is not valid base64url");
+  }
   boost::system::error_code ec;
   json::value h = json::parse(*header, ec);
   if (ec || !h.is_object() || !h.as_object().contains("alg") ||
@@ -54,7 +58,9 @@ Result<JwtClaims> VerifyJwt(std::string_view token, std::string_view key, int64_
     return Invalid("the token's algorithm must be HS256");
   }
   json::value p = json::parse(*payload, ec);
-  if (ec || !p.is_object()) return Invalid("the token's claims are not a JSON object");
+  if (ec || !p.is_object()) {
+    return Invalid("the token's claims are not a JSON object");
+  }
   const json::object& o = p.as_object();
   JwtClaims claims;
   auto str = [&](std::string_view k) -> std::string {
@@ -74,7 +80,9 @@ Result<JwtClaims> VerifyJwt(std::string_view token, std::string_view key, int64_
   std::vector<std::string> names;
   if (auto it = o.find("scopes"); it != o.end() && it->value().is_array()) {
     for (const auto& s : it->value().as_array()) {
-      if (s.is_string()) names.emplace_back(s.as_string());
+      if (s.is_string()) {
+        names.emplace_back(s.as_string());
+      }
     }
   }
   auto scopes = ParseScopes(names);

@@ -33,13 +33,17 @@ Result<Scopes> ParseScopes(const std::vector<std::string>& names) {
 std::vector<std::string> ScopeNames(Scopes scopes) {
   std::vector<std::string> out;
   for (const auto& s : kScopeNames) {
-    if (scopes & s.scope) out.emplace_back(s.name);
+    if (scopes & s.scope) {
+      out.emplace_back(s.name);
+    }
   }
   return out;
 }
 
 bool HasScopes(Scopes held, Scopes needed) {
-  if (held & kAdmin) return true;
+  if (held & kAdmin) {
+    return true;
+  }
   return (held & needed) == needed;
 }
 

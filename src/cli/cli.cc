@@ -36,13 +36,17 @@ std::string ReadSecret(const char* prompt) {
     tcsetattr(STDIN_FILENO, TCSANOW, &old);
     std::fprintf(stderr, "\n");
   }
-  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) {
+    line.pop_back();
+  }
   return line;
 }
 
 int Run(const Output& out, const Result<json::value>& result,
         const std::function<void(const json::value&)>& print) {
-  if (!result.ok()) return ReportError(out, result.status());
+  if (!result.ok()) {
+    return ReportError(out, result.status());
+  }
   if (out.json) {
     PrintJson(*result);
   } else {
@@ -66,16 +70,24 @@ void PrintSecret(const Output& out, const std::string& what, const json::value& 
 
 int Login(const Output& out, std::string url, std::string key) {
   Profile p = LoadProfile();
-  if (!url.empty()) p.url = url;
-  while (!p.url.empty() && p.url.back() == '/') p.url.pop_back();
+  if (!url.empty()) {
+    p.url = url;
+  }
+  while (!p.url.empty() && p.url.back() == '/') {
+    p.url.pop_back();
+  }
   p.api_key = key.empty() ? ReadSecret("API key: ") : key;
   if (p.api_key.empty()) {
     return ReportError(out, Status::InvalidArgument("NO_API_KEY", "no API key given",
                                                     "pass --api-key or type it at the prompt"));
   }
   auto me = CallApi(p, "GET", "/v1/me");
-  if (!me.ok()) return ReportError(out, me.status());
-  if (Status s = SaveProfile(p); !s.ok()) return ReportError(out, s);
+  if (!me.ok()) {
+    return ReportError(out, me.status());
+  }
+  if (Status s = SaveProfile(p); !s.ok()) {
+    return ReportError(out, s);
+  }
   if (out.json) {
     PrintJson(json::object{{"url", p.url}, {"profile", ProfilePath()}, {"me", *me}});
   } else {
@@ -104,8 +116,12 @@ int Main(int argc, char** argv) {
   server->add_option("--config", config_path, "kiln.toml to read (default ./kiln.toml if present)");
   server->callback([&] {
     ConfigOverrides flags;
-    if (!listen.empty()) flags.listen = listen;
-    if (!data_dir.empty()) flags.data_dir = data_dir;
+    if (!listen.empty()) {
+      flags.listen = listen;
+    }
+    if (!data_dir.empty()) {
+      flags.data_dir = data_dir;
+    }
     std::optional<std::string> path;
     if (!config_path.empty()) {
       path = config_path;
@@ -154,10 +170,14 @@ int Main(int argc, char** argv) {
   keys_list->callback([&] {
     Output out = DetectOutput(g.json);
     std::string path = "/v1/keys?limit=" + std::to_string(keys_limit);
-    if (!keys_cursor.empty()) path += "&cursor=" + http::PercentEncode(keys_cursor);
+    if (!keys_cursor.empty()) {
+      path += "&cursor=" + http::PercentEncode(keys_cursor);
+    }
     code = Run(out, CallApi(LoadProfile(), "GET", path), [&](const json::value& page) {
       std::vector<std::vector<std::string>> rows;
-      for (const auto& k : page.at("data").as_array()) rows.push_back(KeyRow(k));
+      for (const auto& k : page.at("data").as_array()) {
+        rows.push_back(KeyRow(k));
+      }
       PrintTable(out, {"ID", "NAME", "PREFIX", "SCOPES", "STATUS", "CREATED", "LAST USED"}, rows);
       if (page.at("has_more").as_bool()) {
         std::printf("more: kiln keys list --cursor %s\n", Str(page.at("next_cursor")).c_str());
@@ -177,10 +197,14 @@ int Main(int argc, char** argv) {
     json::object body{{"name", key_name}};
     if (!key_scopes.empty()) {
       json::array a;
-      for (const auto& s : key_scopes) a.emplace_back(s);
+      for (const auto& s : key_scopes) {
+        a.emplace_back(s);
+      }
       body["scopes"] = std::move(a);
     }
-    if (key_expires > 0) body["expiresInSeconds"] = key_expires;
+    if (key_expires > 0) {
+      body["expiresInSeconds"] = key_expires;
+    }
     json::value v = body;
     code = Run(out, CallApi(LoadProfile(), "POST", "/v1/keys", &v), [&](const json::value& key) {
       PrintSecret(out,
@@ -225,7 +249,9 @@ int Main(int argc, char** argv) {
   ws_create->callback([&] {
     Output out = DetectOutput(g.json);
     json::object body{{"slug", ws_slug}};
-    if (!ws_name.empty()) body["name"] = ws_name;
+    if (!ws_name.empty()) {
+      body["name"] = ws_name;
+    }
     json::value v = body;
     code =
         Run(out, CallApi(LoadProfile(), "POST", "/v1/workspaces", &v), [&](const json::value& r) {

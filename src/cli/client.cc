@@ -43,12 +43,18 @@ Profile LoadProfile() {
     }
 #endif
   }
-  if (const char* url = std::getenv("KILN_URL"); url != nullptr && *url != '\0') p.url = url;
+  if (const char* url = std::getenv("KILN_URL"); url != nullptr && *url != '\0') {
+    p.url = url;
+  }
   if (const char* key = std::getenv("KILN_API_KEY"); key != nullptr && *key != '\0') {
     p.api_key = key;
   }
-  if (p.url.empty()) p.url = "http://127.0.0.1:8080";
-  while (!p.url.empty() && p.url.back() == '/') p.url.pop_back();
+  if (p.url.empty()) {
+    p.url = "http://127.0.0.1:8080";
+  }
+  while (!p.url.empty() && p.url.back() == '/') {
+    p.url.pop_back();
+  }
   return p;
 }
 
@@ -56,7 +62,9 @@ Status SaveProfile(const Profile& profile) {
   std::filesystem::path path = ProfilePath();
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
-  if (ec) return Status::FromErrno("mkdir(\"" + path.parent_path().string() + "\")", ec.value());
+  if (ec) {
+    return Status::FromErrno("mkdir(\"" + path.parent_path().string() + "\")", ec.value());
+  }
   ::chmod(path.parent_path().c_str(), 0700);
   toml::table t{{"url", profile.url}, {"api_key", profile.api_key}};
   std::ostringstream text;
@@ -80,7 +88,9 @@ Result<json::value> CallApi(const Profile& profile, const std::string& method,
     req.headers.emplace_back("content-type", "application/json");
   }
   KILN_ASSIGN_OR_RETURN(http::ClientResponse res, http::Fetch(req));
-  if (http_status != nullptr) *http_status = res.status;
+  if (http_status != nullptr) {
+    *http_status = res.status;
+  }
   auto parsed = ParseJson(res.body);
   if (!parsed.ok() || !parsed->is_object()) {
     return Status::Unavailable("BAD_RESPONSE",
@@ -100,8 +110,12 @@ Result<json::value> CallApi(const Profile& profile, const std::string& method,
     return Status(res.status == 401 ? Code::kUnauthenticated : Code::kInvalidArgument, code,
                   message.empty() ? "HTTP " + std::to_string(res.status) : message, hint);
   }
-  if (o.contains("has_more")) return std::move(*parsed);
-  if (auto d = o.find("data"); d != o.end()) return std::move(d->value());
+  if (o.contains("has_more")) {
+    return std::move(*parsed);
+  }
+  if (auto d = o.find("data"); d != o.end()) {
+    return std::move(d->value());
+  }
   return std::move(*parsed);
 }
 

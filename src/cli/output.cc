@@ -21,11 +21,17 @@ std::string Bold(const Output& out, const std::string& text) {
 }
 
 std::string Str(const json::value& v) {
-  if (v.is_string()) return std::string(v.as_string());
-  if (v.is_null()) return "-";
+  if (v.is_string()) {
+    return std::string(v.as_string());
+  }
+  if (v.is_null()) {
+    return "-";
+  }
   if (v.is_array()) {
     std::string s;
-    for (const auto& e : v.as_array()) s += (s.empty() ? "" : ",") + Str(e);
+    for (const auto& e : v.as_array()) {
+      s += (s.empty() ? "" : ",") + Str(e);
+    }
     return s;
   }
   return json::serialize(v);
@@ -34,7 +40,9 @@ std::string Str(const json::value& v) {
 void PrintTable(const Output& out, const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width(header.size());
-  for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (size_t i = 0; i < header.size(); ++i) {
+    width[i] = header[i].size();
+  }
   for (const auto& row : rows) {
     for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
       width[i] = std::max(width[i], row[i].size());
@@ -44,15 +52,23 @@ void PrintTable(const Output& out, const std::vector<std::string>& header,
     std::string s;
     for (size_t i = 0; i < cells.size(); ++i) {
       std::string cell = cells[i];
-      if (i + 1 < cells.size()) cell.resize(width[i] + 2, ' ');
+      if (i + 1 < cells.size()) {
+        cell.resize(width[i] + 2, ' ');
+      }
       s += cell;
     }
-    while (!s.empty() && s.back() == ' ') s.pop_back();
+    while (!s.empty() && s.back() == ' ') {
+      s.pop_back();
+    }
     std::printf("%s\n", bold ? Bold(out, s).c_str() : s.c_str());
   };
   line(header, true);
-  for (const auto& row : rows) line(row, false);
-  if (rows.empty()) std::printf("(none)\n");
+  for (const auto& row : rows) {
+    line(row, false);
+  }
+  if (rows.empty()) {
+    std::printf("(none)\n");
+  }
 }
 
 void PrintJson(const json::value& value) { std::printf("%s\n", json::serialize(value).c_str()); }
@@ -61,10 +77,16 @@ int ReportError(const Output& out, const Status& status) {
   bool color = out.color && ::isatty(STDERR_FILENO);
   std::string label = color ? "\033[31merror:\033[0m " : "error: ";
   std::fprintf(stderr, "%s%s", label.c_str(), status.message().c_str());
-  if (!status.error_code().empty()) std::fprintf(stderr, " (%s)", status.error_code().c_str());
+  if (!status.error_code().empty()) {
+    std::fprintf(stderr, " (%s)", status.error_code().c_str());
+  }
   std::fprintf(stderr, "\n");
-  if (!status.hint().empty()) std::fprintf(stderr, "hint: %s\n", status.hint().c_str());
-  if (status.Is(Code::kUnavailable) || status.error_code() == "NOT_LOGGED_IN") return kUnreachable;
+  if (!status.hint().empty()) {
+    std::fprintf(stderr, "hint: %s\n", status.hint().c_str());
+  }
+  if (status.Is(Code::kUnavailable) || status.error_code() == "NOT_LOGGED_IN") {
+    return kUnreachable;
+  }
   return kApiError;
 }
 

@@ -26,7 +26,9 @@ std::string FormatTime(int64_t unix_ms) {
   }
   time_t t = static_cast<time_t>(seconds);
   struct tm tm {};
-  if (gmtime_r(&t, &tm) == nullptr) return "invalid-time";
+  if (gmtime_r(&t, &tm) == nullptr) {
+    return "invalid-time";
+  }
   char buf[64];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,

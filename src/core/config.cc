@@ -94,8 +94,12 @@ std::string FullName(const KeySpec& spec) {
 std::string KnownKeys(std::string_view section) {
   std::string out;
   for (const KeySpec& spec : kKeys) {
-    if (spec.section != section) continue;
-    if (!out.empty()) out += ", ";
+    if (spec.section != section) {
+      continue;
+    }
+    if (!out.empty()) {
+      out += ", ";
+    }
     out += spec.name;
   }
   return out;
@@ -104,7 +108,9 @@ std::string KnownKeys(std::string_view section) {
 std::string KnownSections() {
   std::string out;
   for (std::string_view s : kSections) {
-    if (!out.empty()) out += ", ";
+    if (!out.empty()) {
+      out += ", ";
+    }
     out += "[" + std::string(s) + "]";
   }
   return out;
@@ -113,13 +119,17 @@ std::string KnownSections() {
 Status CheckRange(const KeySpec& spec, double value) {
   bool low_ok = spec.min_exclusive ? value > spec.min : value >= spec.min;
   // Written so that NaN fails both comparisons and is rejected.
-  if (low_ok && value <= spec.max) return Status::Ok();
+  if (low_ok && value <= spec.max) {
+    return Status::Ok();
+  }
   std::string hint = spec.min_exclusive
                          ? "set " + FullName(spec) + " above " + FormatNumber(spec.min) +
                                " and at most " + FormatNumber(spec.max)
                          : "set " + FullName(spec) + " between " + FormatNumber(spec.min) +
                                " and " + FormatNumber(spec.max);
-  if (!spec.meaning.empty()) hint += " (" + std::string(spec.meaning) + ")";
+  if (!spec.meaning.empty()) {
+    hint += " (" + std::string(spec.meaning) + ")";
+  }
   return Invalid(FullName(spec) + " = " + FormatNumber(value) + " is out of range", hint);
 }
 
@@ -153,10 +163,18 @@ std::string_view TypeName(const toml::node& node) {
 std::string DefaultAsToml(const KeySpec& spec) {
   Config defaults;
   FieldPtr field = spec.field(defaults);
-  if (auto* s = std::get_if<std::string*>(&field)) return "\"" + **s + "\"";
-  if (auto* b = std::get_if<bool*>(&field)) return **b ? "true" : "false";
-  if (auto* i = std::get_if<int*>(&field)) return std::to_string(**i);
-  if (auto* l = std::get_if<int64_t*>(&field)) return std::to_string(**l);
+  if (auto* s = std::get_if<std::string*>(&field)) {
+    return "\"" + **s + "\"";
+  }
+  if (auto* b = std::get_if<bool*>(&field)) {
+    return **b ? "true" : "false";
+  }
+  if (auto* i = std::get_if<int*>(&field)) {
+    return std::to_string(**i);
+  }
+  if (auto* l = std::get_if<int64_t*>(&field)) {
+    return std::to_string(**l);
+  }
   return FormatNumber(*std::get<double*>(field));
 }
 
@@ -174,13 +192,17 @@ Status Apply(std::string_view file, const KeySpec& spec, const toml::node& node,
   FieldPtr field = spec.field(*config);
   if (auto* s = std::get_if<std::string*>(&field)) {
     const auto* v = node.as_string();
-    if (v == nullptr) return WrongType(file, spec, "a string", node);
+    if (v == nullptr) {
+      return WrongType(file, spec, "a string", node);
+    }
     **s = v->get();
     return Status::Ok();
   }
   if (auto* b = std::get_if<bool*>(&field)) {
     const auto* v = node.as_boolean();
-    if (v == nullptr) return WrongType(file, spec, "a boolean", node);
+    if (v == nullptr) {
+      return WrongType(file, spec, "a boolean", node);
+    }
     **b = v->get();
     return Status::Ok();
   }
@@ -195,7 +217,9 @@ Status Apply(std::string_view file, const KeySpec& spec, const toml::node& node,
     return CheckRange(spec, **d);
   }
   const auto* v = node.as_integer();
-  if (v == nullptr) return WrongType(file, spec, "an integer", node);
+  if (v == nullptr) {
+    return WrongType(file, spec, "an integer", node);
+  }
   int64_t value = v->get();
   KILN_RETURN_IF_ERROR(CheckRange(spec, static_cast<double>(value)));
   if (auto* i = std::get_if<int*>(&field)) {
@@ -210,7 +234,9 @@ Status ApplyTable(std::string_view file, const toml::table& root, Config* config
   for (auto&& [section_key, section_node] : root) {
     std::string_view section = section_key.str();
     bool known = false;
-    for (std::string_view s : kSections) known = known || s == section;
+    for (std::string_view s : kSections) {
+      known = known || s == section;
+    }
     if (!known) {
       if (!section_node.is_table()) {
         return Invalid(std::string(file) + ": unknown key " + std::string(section),
@@ -228,7 +254,9 @@ Status ApplyTable(std::string_view file, const toml::table& root, Config* config
     for (auto&& [key, node] : *table) {
       const KeySpec* spec = nullptr;
       for (const KeySpec& s : kKeys) {
-        if (s.section == section && s.name == key.str()) spec = &s;
+        if (s.section == section && s.name == key.str()) {
+          spec = &s;
+        }
       }
       if (spec == nullptr) {
         return Invalid(std::string(file) + ": unknown key " + std::string(section) + "." +
@@ -255,13 +283,17 @@ Result<std::string> ReadFile(const std::string& path) {
   char buf[8192];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
     if (n < 0) {
       int err = errno;
       ::close(fd);
       return Status::FromErrno("read(\"" + path + "\")", err);
     }
-    if (n == 0) break;
+    if (n == 0) {
+      break;
+    }
     out.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
@@ -305,28 +337,45 @@ Status SplitHostPort(const std::string& listen, std::string* host, uint16_t* por
   std::string_view p;
   if (text.starts_with('[')) {
     size_t close = text.find(']');
-    if (close == std::string_view::npos) return bad("has no closing ']'");
+    if (close == std::string_view::npos) {
+      return bad("has no closing ']'");
+    }
     h = text.substr(1, close - 1);
     std::string_view rest = text.substr(close + 1);
-    if (!rest.starts_with(':')) return bad("has no :PORT after the IPv6 address");
+    if (!rest.starts_with(':')) {
+      return bad("has no :PORT after the IPv6 address");
+    }
     p = rest.substr(1);
   } else {
     size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) return bad("has no :PORT");
+    if (colon == std::string_view::npos) {
+      return bad("has no :PORT");
+    }
     h = text.substr(0, colon);
     p = text.substr(colon + 1);
-    if (h.find(':') != std::string_view::npos) return bad("needs brackets around an IPv6 host");
+    if (h.find(':') != std::string_view::npos) {
+      return bad("needs brackets around an IPv6 host");
+    }
   }
-  if (h.empty()) return bad("has an empty host");
+  if (h.empty()) {
+    return bad("has an empty host");
+  }
   for (char c : h) {
-    if (static_cast<unsigned char>(c) <= ' ') return bad("has whitespace in the host");
+    if (static_cast<unsigned char>(c) <= ' ') {
+      return bad("has whitespace in the host");
+    }
   }
-  if (p.empty() || p.size() > 5) return bad("has no valid port");
+  if (p.empty() || p.size() > 5) {
+    return bad("has no valid port");
+  }
   unsigned value = 0;
   auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
-  if (ec != std::errc() || end != p.data() + p.size())
+  if (ec != std::errc() || end != p.data() + p.size()) {
     return bad("has a port that is not a number");
-  if (value > 65535) return bad("has a port above 65535");
+  }
+  if (value > 65535) {
+    return bad("has a port above 65535");
+  }
   *host = std::string(h);
   *port = static_cast<uint16_t>(value);
   return Status::Ok();
@@ -350,7 +399,9 @@ Status ValidateConfig(const Config& config) {
   std::string host;
   uint16_t port = 0;
   Status listen = SplitHostPort(config.server.listen, &host, &port);
-  if (!listen.ok()) return Invalid("server.listen: " + listen.message(), listen.hint());
+  if (!listen.ok()) {
+    return Invalid("server.listen: " + listen.message(), listen.hint());
+  }
 
   if (config.server.data_dir.empty()) {
     return Invalid("server.data_dir is empty", "set server.data_dir to a directory, e.g. ./.kiln");
@@ -376,9 +427,15 @@ Status ValidateConfig(const Config& config) {
 
 Result<Config> LoadConfig(const std::optional<std::string>& path, const ConfigOverrides& flags) {
   Config config;
-  if (path.has_value()) KILN_RETURN_IF_ERROR(LoadFile(*path, &config));
-  if (flags.listen.has_value()) config.server.listen = *flags.listen;
-  if (flags.data_dir.has_value()) config.server.data_dir = *flags.data_dir;
+  if (path.has_value()) {
+    KILN_RETURN_IF_ERROR(LoadFile(*path, &config));
+  }
+  if (flags.listen.has_value()) {
+    config.server.listen = *flags.listen;
+  }
+  if (flags.data_dir.has_value()) {
+    config.server.data_dir = *flags.data_dir;
+  }
   KILN_RETURN_IF_ERROR(ValidateConfig(config));
   return config;
 }

@@ -39,11 +39,21 @@ constexpr char kBase64UrlAlphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 int Base64UrlValue(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '-') return 62;
-  if (c == '_') return 63;
+  if (c >= 'A' && c <= 'Z') {
+    return c - 'A';
+  }
+  if (c >= 'a' && c <= 'z') {
+    return c - 'a' + 26;
+  }
+  if (c >= '0' && c <= '9') {
+    return c - '0' + 52;
+  }
+  if (c == '-') {
+    return 62;
+  }
+  if (c == '_') {
+    return 63;
+  }
   return -1;
 }
 
@@ -57,7 +67,9 @@ Status WriteAll(int fd, std::string_view data, const std::string& what) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) {
+        continue;
+      }
       return Status::FromErrno("write(\"" + what + "\")", errno);
     }
     data.remove_prefix(static_cast<size_t>(n));
@@ -67,11 +79,15 @@ Status WriteAll(int fd, std::string_view data, const std::string& what) {
 
 Status FsyncDirectory(const std::filesystem::path& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("open(\"" + dir.string() + "\")", errno);
+  if (fd < 0) {
+    return Status::FromErrno("open(\"" + dir.string() + "\")", errno);
+  }
   int rc = ::fsync(fd);
   int err = errno;
   ::close(fd);
-  if (rc != 0) return Status::FromErrno("fsync(\"" + dir.string() + "\")", err);
+  if (rc != 0) {
+    return Status::FromErrno("fsync(\"" + dir.string() + "\")", err);
+  }
   return Status::Ok();
 }
 
@@ -113,8 +129,12 @@ std::string HmacSha256(std::string_view key, std::string_view data) {
 
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   // The length is not secret (MACs and hashes have a fixed size); only the contents are.
-  if (a.size() != b.size()) return false;
-  if (a.empty()) return true;
+  if (a.size() != b.size()) {
+    return false;
+  }
+  if (a.empty()) {
+    return true;
+  }
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
@@ -191,14 +211,18 @@ Result<std::string> Base64UrlDecode(std::string_view text) {
 }
 
 SecretBox SecretBox::FromKey(std::string key32) {
-  if (key32.size() != kKeySize) Die("SecretBox::FromKey with a key that is not 32 bytes");
+  if (key32.size() != kKeySize) {
+    Die("SecretBox::FromKey with a key that is not 32 bytes");
+  }
   return SecretBox(std::move(key32));
 }
 
 Result<SecretBox> SecretBox::OpenOrCreate(const std::filesystem::path& path) {
   const std::string name = path.string();
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && errno != ENOENT) return Status::FromErrno("open(\"" + name + "\")", errno);
+  if (fd < 0 && errno != ENOENT) {
+    return Status::FromErrno("open(\"" + name + "\")", errno);
+  }
   if (fd < 0) {
     std::error_code ec;
     std::filesystem::path dir = path.parent_path();
@@ -239,7 +263,9 @@ Result<SecretBox> SecretBox::OpenOrCreate(const std::filesystem::path& path) {
   size_t got = 0;
   while (got < key.size()) {
     ssize_t n = ::read(fd, key.data() + got, key.size() - got);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
     if (n <= 0) {
       int err = n < 0 ? errno : EIO;
       ::close(fd);
@@ -258,7 +284,9 @@ std::string SecretBox::Seal(std::string_view plaintext, std::string_view aad) co
   auto* ct = reinterpret_cast<unsigned char*>(blob.data()) + kNonceSize;
 
   EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  if (ctx == nullptr) Die("EVP_CIPHER_CTX_new");
+  if (ctx == nullptr) {
+    Die("EVP_CIPHER_CTX_new");
+  }
   int len = 0;
   int total = 0;
   bool ok =
@@ -274,7 +302,9 @@ std::string SecretBox::Seal(std::string_view plaintext, std::string_view aad) co
   ok = ok && static_cast<size_t>(total) == plaintext.size() &&
        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagSize, ct + total) == 1;
   EVP_CIPHER_CTX_free(ctx);
-  if (!ok) Die("AES-256-GCM encryption");
+  if (!ok) {
+    Die("AES-256-GCM encryption");
+  }
   return std::string(kSealPrefix) + Base64UrlEncode(blob);
 }
 
@@ -283,8 +313,12 @@ Result<std::string> SecretBox::Open(std::string_view sealed, std::string_view aa
     return DecryptFailed("sealed value does not start with \"v1.\"");
   }
   auto blob = Base64UrlDecode(sealed.substr(kSealPrefix.size()));
-  if (!blob.ok()) return DecryptFailed("sealed value is not valid base64url");
-  if (blob->size() < kNonceSize + kTagSize) return DecryptFailed("sealed value is too short");
+  if (!blob.ok()) {
+    return DecryptFailed("sealed value is not valid base64url");
+  }
+  if (blob->size() < kNonceSize + kTagSize) {
+    return DecryptFailed("sealed value is too short");
+  }
 
   std::string_view all(*blob);
   std::string_view nonce = all.substr(0, kNonceSize);
@@ -294,7 +328,9 @@ Result<std::string> SecretBox::Open(std::string_view sealed, std::string_view aa
   auto* pt = reinterpret_cast<unsigned char*>(plaintext.data());
 
   EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  if (ctx == nullptr) Die("EVP_CIPHER_CTX_new");
+  if (ctx == nullptr) {
+    Die("EVP_CIPHER_CTX_new");
+  }
   int len = 0;
   int total = 0;
   bool setup = EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
@@ -331,18 +367,25 @@ Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data,
   const std::string tmp_name = tmp.string();
 
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return Status::FromErrno("open(\"" + tmp_name + "\")", errno);
+  if (fd < 0) {
+    return Status::FromErrno("open(\"" + tmp_name + "\")", errno);
+  }
   auto fail = [&](Status status) {
     ::close(fd);
     ::unlink(tmp.c_str());
     return status;
   };
   // open() applies the umask; the caller asked for exactly `mode`.
-  if (::fchmod(fd, mode) != 0)
+  if (::fchmod(fd, mode) != 0) {
     return fail(Status::FromErrno("fchmod(\"" + tmp_name + "\")", errno));
+  }
   Status written = WriteAll(fd, data, tmp_name);
-  if (!written.ok()) return fail(written);
-  if (::fsync(fd) != 0) return fail(Status::FromErrno("fsync(\"" + tmp_name + "\")", errno));
+  if (!written.ok()) {
+    return fail(written);
+  }
+  if (::fsync(fd) != 0) {
+    return fail(Status::FromErrno("fsync(\"" + tmp_name + "\")", errno));
+  }
   if (::close(fd) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());

@@ -79,7 +79,9 @@ TEST(CryptoTest, Base64UrlKnownVectors) {
 
 TEST(CryptoTest, Base64UrlRoundTripsAllBytesAndLengths) {
   std::string all;
-  for (int i = 0; i < 256; ++i) all.push_back(static_cast<char>(i));
+  for (int i = 0; i < 256; ++i) {
+    all.push_back(static_cast<char>(i));
+  }
   for (size_t len = 0; len <= all.size(); ++len) {
     std::string in = all.substr(all.size() - len);
     auto out = Base64UrlDecode(Base64UrlEncode(in));

@@ -77,9 +77,13 @@ bool LooksLikeId(std::string_view id, std::string_view prefix) {
     return false;
   }
   std::string_view rest = id.substr(prefix.size() + 1);
-  if (rest.size() > 64) return false;
+  if (rest.size() > 64) {
+    return false;
+  }
   for (char c : rest) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return false;
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+      return false;
+    }
   }
   return true;
 }

@@ -36,9 +36,13 @@ TEST(IdsTest, NewIdsAreUniqueAndUseTheWholeAlphabet) {
 TEST(IdsTest, RequestIdsAreUniqueAcrossThreads) {
   std::vector<std::string> a, b;
   std::thread other([&] {
-    for (int i = 0; i < 5000; ++i) b.push_back(NewRequestId());
+    for (int i = 0; i < 5000; ++i) {
+      b.push_back(NewRequestId());
+    }
   });
-  for (int i = 0; i < 5000; ++i) a.push_back(NewRequestId());
+  for (int i = 0; i < 5000; ++i) {
+    a.push_back(NewRequestId());
+  }
   other.join();
   std::set<std::string> all(a.begin(), a.end());
   all.insert(b.begin(), b.end());

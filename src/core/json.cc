@@ -10,7 +10,9 @@ Result<json::value> ParseJson(std::string_view text) {
   boost::system::error_code ec;
   // write() reports how far it got, which is the offset of the fault on error.
   size_t consumed = parser.write(text.data(), text.size(), ec);
-  if (!ec) parser.finish(ec);
+  if (!ec) {
+    parser.finish(ec);
+  }
   if (ec) {
     return Status::InvalidArgument(
         "INVALID_JSON",
@@ -24,16 +26,22 @@ std::string ToJson(const json::value& value) { return json::serialize(value); }
 
 std::string GetString(const json::object& obj, std::string_view key, std::string_view dflt) {
   auto it = obj.find(key);
-  if (it == obj.end() || !it->value().is_string()) return std::string(dflt);
+  if (it == obj.end() || !it->value().is_string()) {
+    return std::string(dflt);
+  }
   const json::string& s = it->value().get_string();
   return std::string(s.data(), s.size());
 }
 
 int64_t GetInt(const json::object& obj, std::string_view key, int64_t dflt) {
   auto it = obj.find(key);
-  if (it == obj.end()) return dflt;
+  if (it == obj.end()) {
+    return dflt;
+  }
   const json::value& v = it->value();
-  if (v.is_int64()) return v.get_int64();
+  if (v.is_int64()) {
+    return v.get_int64();
+  }
   if (v.is_uint64()) {
     uint64_t u = v.get_uint64();
     return u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ? static_cast<int64_t>(u)
@@ -52,13 +60,17 @@ int64_t GetInt(const json::object& obj, std::string_view key, int64_t dflt) {
 
 bool GetBool(const json::object& obj, std::string_view key, bool dflt) {
   auto it = obj.find(key);
-  if (it == obj.end() || !it->value().is_bool()) return dflt;
+  if (it == obj.end() || !it->value().is_bool()) {
+    return dflt;
+  }
   return it->value().get_bool();
 }
 
 std::optional<std::string> FindString(const json::object& obj, std::string_view key) {
   auto it = obj.find(key);
-  if (it == obj.end() || !it->value().is_string()) return std::nullopt;
+  if (it == obj.end() || !it->value().is_string()) {
+    return std::nullopt;
+  }
   const json::string& s = it->value().get_string();
   return std::string(s.data(), s.size());
 }

@@ -116,10 +116,14 @@ void AppendJsonValue(std::string& out, const Field& field) {
 }
 
 bool NeedsQuotes(std::string_view s) {
-  if (s.empty()) return true;
+  if (s.empty()) {
+    return true;
+  }
   for (char ch : s) {
     auto c = static_cast<unsigned char>(ch);
-    if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f) return true;
+    if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f) {
+      return true;
+    }
   }
   return false;
 }
@@ -146,7 +150,9 @@ void Emit(std::string_view line) {
   while (!line.empty()) {
     ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) {
+        continue;
+      }
       return;  // nowhere left to report a failure to log
     }
     line.remove_prefix(static_cast<size_t>(n));
@@ -175,7 +181,9 @@ bool Enabled(Level level) {
 }
 
 void Write(Level level, std::string_view msg, Fields fields) {
-  if (!Enabled(level)) return;
+  if (!Enabled(level)) {
+    return;
+  }
   std::string ts = FormatTime(SystemClock::Instance().NowMs());
   std::string line;
   line.reserve(64 + msg.size() + fields.size() * 24);

@@ -27,7 +27,9 @@ std::string CaptureStderr(Fn fn) {
   char buf[4096];
   ssize_t n;
   ::lseek(fd, 0, SEEK_SET);
-  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+    out.append(buf, static_cast<size_t>(n));
+  }
   ::close(fd);
   return out;
 }

@@ -16,8 +16,12 @@ constexpr std::array<std::string_view, kHistogramBounds.size()> kBoundLabels = {
     "0.1",    "0.25",  "0.5",    "1",     "2.5",  "5",     "10"};
 
 std::string FormatValue(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (std::isnan(v)) {
+    return "NaN";
+  }
+  if (std::isinf(v)) {
+    return v > 0 ? "+Inf" : "-Inf";
+  }
   // Counts are whole numbers almost always; print them without a fraction or exponent.
   if (v == std::trunc(v) && std::fabs(v) < 9007199254740992.0) {
     return std::to_string(static_cast<int64_t>(v));
@@ -83,14 +87,18 @@ void HistogramSeries::Observe(double seconds) {
 CounterSeries& Metrics::Counter(const std::string& name, const std::string& labels) {
   std::lock_guard lock(mu_);
   auto& series = counters_[name][labels];
-  if (!series) series = std::make_unique<CounterSeries>();
+  if (!series) {
+    series = std::make_unique<CounterSeries>();
+  }
   return *series;
 }
 
 HistogramSeries& Metrics::Histogram(const std::string& name, const std::string& labels) {
   std::lock_guard lock(mu_);
   auto& series = histograms_[name][labels];
-  if (!series) series = std::make_unique<HistogramSeries>();
+  if (!series) {
+    series = std::make_unique<HistogramSeries>();
+  }
   return *series;
 }
 
@@ -144,7 +152,9 @@ std::string Metrics::Render() const {
   }
   // Gauge readers run outside the lock: they may be slow or record metrics themselves.
   for (const auto& [name, help, read] : gauges) {
-    if (!help.empty()) out += "# HELP " + name + " " + EscapeHelp(help) + "\n";
+    if (!help.empty()) {
+      out += "# HELP " + name + " " + EscapeHelp(help) + "\n";
+    }
     out += "# TYPE " + name + " gauge\n";
     AppendSample(out, name, "", FormatValue(read ? read() : 0));
   }

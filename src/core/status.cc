@@ -42,7 +42,9 @@ Status Status::FromErrno(std::string_view what, int err) {
 }
 
 std::string Status::ToString() const {
-  if (ok()) return "OK";
+  if (ok()) {
+    return "OK";
+  }
   std::string out = error_code_.empty() ? std::string(CodeName(code_)) : error_code_;
   out += ": ";
   out += message_;

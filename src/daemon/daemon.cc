@@ -95,15 +95,23 @@ int Run(const Config& config) {
   ::signal(SIGPIPE, SIG_IGN);
 
   const fs::path data_dir(config.server.data_dir);
-  if (Status s = PrepareDataDir(data_dir); !s.ok()) return Fail(s);
+  if (Status s = PrepareDataDir(data_dir); !s.ok()) {
+    return Fail(s);
+  }
   auto store = store::OpenSqliteStore(data_dir / "kiln.db");
-  if (!store.ok()) return Fail(store.status());
+  if (!store.ok()) {
+    return Fail(store.status());
+  }
   auto box = crypto::SecretBox::OpenOrCreate(data_dir / "master.key");
-  if (!box.ok()) return Fail(box.status());
+  if (!box.ok()) {
+    return Fail(box.status());
+  }
   Clock& clock = SystemClock::Instance();
 
   auto admin_key = auth::Bootstrap(**store, config.server.data_dir, clock);
-  if (!admin_key.ok()) return Fail(admin_key.status());
+  if (!admin_key.ok()) {
+    return Fail(admin_key.status());
+  }
   if (admin_key->has_value()) {
     std::printf(
         "Created workspace \"default\" and its admin key (shown once; also saved in %s):\n\n"
@@ -138,7 +146,9 @@ int Run(const Config& config) {
   auto server = http::Server::Start(
       options, [&api](const http::Request& req, http::Response& res) { api.Handle(req, res); },
       [&api](const Status& s, http::Response& res) { api.ListenerError(s, res); });
-  if (!server.ok()) return Fail(server.status());
+  if (!server.ok()) {
+    return Fail(server.status());
+  }
 
   auto start_ms = clock.NowMs();
   metrics.Gauge("kiln_uptime_seconds", "seconds since the server started",
@@ -148,7 +158,9 @@ int Run(const Config& config) {
   metrics.Gauge("process_resident_memory_bytes", "resident set size", [] {
     long pages = 0, resident = 0;
     if (FILE* f = std::fopen("/proc/self/statm", "r")) {
-      if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+      if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) {
+        resident = 0;
+      }
       std::fclose(f);
     }
     return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));

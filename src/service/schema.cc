@@ -31,17 +31,25 @@ std::string_view KindOf(const json::value& v) {
 
 bool IsType(const json::value& v, std::string_view type) {
   if (type == "integer") {
-    if (v.is_int64() || v.is_uint64()) return true;
+    if (v.is_int64() || v.is_uint64()) {
+      return true;
+    }
     return v.is_double() &&
            v.as_double() == static_cast<double>(static_cast<int64_t>(v.as_double()));
   }
-  if (type == "number") return v.is_number();
+  if (type == "number") {
+    return v.is_number();
+  }
   return KindOf(v) == type;
 }
 
 double AsNumber(const json::value& v) {
-  if (v.is_int64()) return static_cast<double>(v.as_int64());
-  if (v.is_uint64()) return static_cast<double>(v.as_uint64());
+  if (v.is_int64()) {
+    return static_cast<double>(v.as_int64());
+  }
+  if (v.is_uint64()) {
+    return static_cast<double>(v.as_uint64());
+  }
   return v.as_double();
 }
 
@@ -51,8 +59,9 @@ const std::regex& CompiledPattern(const std::string& pattern) {
   static std::map<std::string, std::regex> cache;
   std::lock_guard lock(mu);
   auto it = cache.find(pattern);
-  if (it == cache.end())
+  if (it == cache.end()) {
     it = cache.emplace(pattern, std::regex(pattern, std::regex::ECMAScript)).first;
+  }
   return it->second;
 }
 
@@ -61,9 +70,12 @@ std::string Child(std::string_view where, std::string_view key) {
 }
 
 Status Fail(std::string_view where, std::string message, std::string hint = {}) {
-  if (where.empty()) where = "request";
-  if (hint.empty())
+  if (where.empty()) {
+    where = "request";
+  }
+  if (hint.empty()) {
     hint = "fix the field and retry; every request schema is in GET /v1/openapi.json";
+  }
   return Status::InvalidArgument("VALIDATION_FAILED", std::string(where) + ": " + message,
                                  std::move(hint));
 }
@@ -71,7 +83,9 @@ Status Fail(std::string_view where, std::string message, std::string hint = {}) 
 std::string Join(const json::object& props) {
   std::string out;
   for (const auto& p : props) {
-    if (!out.empty()) out += ", ";
+    if (!out.empty()) {
+      out += ", ";
+    }
     out += p.key();
   }
   return out;
@@ -95,16 +109,22 @@ Status Validate(const json::object& schema, const json::value& value, std::strin
     std::string allowed;
     for (const auto& e : it->value().as_array()) {
       found = found || e == value;
-      if (!allowed.empty()) allowed += ", ";
+      if (!allowed.empty()) {
+        allowed += ", ";
+      }
       allowed += json::serialize(e);
     }
-    if (!found) return Fail(where, "must be one of " + allowed);
+    if (!found) {
+      return Fail(where, "must be one of " + allowed);
+    }
   }
   if (value.is_string()) {
     const auto& s = value.as_string();
     // Lengths count characters, not bytes (UTF-8 continuation bytes are skipped).
     int64_t length = 0;
-    for (unsigned char c : s) length += (c & 0xC0) != 0x80;
+    for (unsigned char c : s) {
+      length += (c & 0xC0) != 0x80;
+    }
     if (auto it = schema.find("minLength");
         it != schema.end() && length < it->value().to_number<int64_t>()) {
       return Fail(where, length == 0
@@ -148,7 +168,9 @@ Status Validate(const json::object& schema, const json::value& value, std::strin
     if (auto it = schema.find("uniqueItems"); it != schema.end() && it->value() == true) {
       for (size_t i = 0; i < a.size(); ++i) {
         for (size_t j = i + 1; j < a.size(); ++j) {
-          if (a[i] == a[j]) return Fail(where, "has a duplicate item " + json::serialize(a[i]));
+          if (a[i] == a[j]) {
+            return Fail(where, "has a duplicate item " + json::serialize(a[i]));
+          }
         }
       }
     }
@@ -188,8 +210,9 @@ Status Validate(const json::object& schema, const json::value& value, std::strin
         }
         continue;
       }
-      if (p->value().is_object())
+      if (p->value().is_object()) {
         KILN_RETURN_IF_ERROR(Validate(p->value().as_object(), field.value(), name));
+      }
     }
   }
   return Status::Ok();

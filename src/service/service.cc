@@ -21,7 +21,9 @@ Service::Service(Deps deps) : deps_(deps) { AddTenancyOperations(deps_, operatio
 
 const Operation* Service::Find(std::string_view name) const {
   for (const auto& op : operations_) {
-    if (op.name == name) return &op;
+    if (op.name == name) {
+      return &op;
+    }
   }
   return nullptr;
 }
@@ -30,7 +32,9 @@ Result<json::value> Service::Call(const Operation& op, Context& ctx,
                                   const json::object& input) const {
   if (!auth::HasScopes(ctx.principal.scopes, op.scopes)) {
     std::string needed;
-    for (const auto& s : auth::ScopeNames(op.scopes)) needed += (needed.empty() ? "" : ", ") + s;
+    for (const auto& s : auth::ScopeNames(op.scopes)) {
+      needed += (needed.empty() ? "" : ", ") + s;
+    }
     return Status::PermissionDenied(
         "MISSING_SCOPE", op.name + " needs the " + needed + " scope",
         "use a key with that scope, or ask a workspace admin for one (`kiln keys create`)");

@@ -65,7 +65,9 @@ class ServiceTest : public ::testing::Test {
 
   Result<json::value> Call(const std::string& secret, std::string_view op, std::string_view input) {
     auto principal = auth_->Authenticate(secret);
-    if (!principal.ok()) return principal.status();
+    if (!principal.ok()) {
+      return principal.status();
+    }
     Context ctx{*principal, "req_test"};
     const Operation* o = service_->Find(op);
     EXPECT_NE(o, nullptr) << op;

@@ -18,7 +18,9 @@ json::object WorkspaceJson(const store::Workspace& ws) {
 
 json::object KeyJson(const store::ApiKey& key, int64_t now_ms) {
   json::array scopes;
-  for (const auto& s : key.scopes) scopes.emplace_back(s);
+  for (const auto& s : key.scopes) {
+    scopes.emplace_back(s);
+  }
   std::string_view status = key.revoked_ms != 0                               ? "revoked"
                             : key.expires_ms != 0 && now_ms >= key.expires_ms ? "expired"
                                                                               : "active";
@@ -37,7 +39,9 @@ json::object KeyJson(const store::ApiKey& key, int64_t now_ms) {
 
 json::object EventJson(const store::Event& e) {
   json::value data = json::object();
-  if (auto parsed = ParseJson(e.data); parsed.ok()) data = std::move(*parsed);
+  if (auto parsed = ParseJson(e.data); parsed.ok()) {
+    data = std::move(*parsed);
+  }
   return {{"id", e.id},
           {"type", e.type},
           {"actor", e.actor.empty() ? json::value(nullptr) : json::value(e.actor)},
@@ -77,9 +81,13 @@ Result<store::PageRequest> PageFrom(const json::object& in) {
 template <typename Row, typename ToJson>
 json::value PageJson(std::vector<Row> rows, int limit, ToJson to_json) {
   bool has_more = static_cast<int>(rows.size()) > limit;
-  if (has_more) rows.resize(limit);
+  if (has_more) {
+    rows.resize(limit);
+  }
   json::array items;
-  for (const auto& r : rows) items.emplace_back(to_json(r));
+  for (const auto& r : rows) {
+    items.emplace_back(to_json(r));
+  }
   json::value next = has_more ? json::value(EncodeCursor(rows.back().seq)) : json::value(nullptr);
   return json::object{{"items", std::move(items)}, {"has_more", has_more}, {"next_cursor", next}};
 }
@@ -164,11 +172,15 @@ void AddAuthOps(const Deps& d, std::vector<Operation>& out) {
   me.run = [&d, &out](Context& ctx, const json::object&) -> Result<json::value> {
     const auth::Principal& p = ctx.principal;
     json::array scopes;
-    for (const auto& s : auth::ScopeNames(p.scopes)) scopes.emplace_back(s);
+    for (const auto& s : auth::ScopeNames(p.scopes)) {
+      scopes.emplace_back(s);
+    }
     json::array capabilities;
     // `out` is the service's operation list; complete and read-only once requests arrive.
     for (const auto& op : out) {
-      if (auth::HasScopes(p.scopes, op.scopes)) capabilities.emplace_back(op.name);
+      if (auth::HasScopes(p.scopes, op.scopes)) {
+        capabilities.emplace_back(op.name);
+      }
     }
     return json::object{
         {"workspace", WorkspaceJson(p.workspace)},
@@ -279,10 +291,16 @@ void AddWorkspaceOps(const Deps& d, std::vector<Operation>& out) {
     std::string slug = GetString(in, "slug");
     auto not_found = Status::NotFound("WORKSPACE_NOT_FOUND", "no workspace \"" + slug + "\"",
                                       "list the workspaces you can see with GET /v1/workspaces");
-    if (slug == p.workspace.slug) return json::value(WorkspaceJson(p.workspace));
-    if (!p.workspace.root || !auth::HasScopes(p.scopes, auth::kAdmin)) return not_found;
+    if (slug == p.workspace.slug) {
+      return json::value(WorkspaceJson(p.workspace));
+    }
+    if (!p.workspace.root || !auth::HasScopes(p.scopes, auth::kAdmin)) {
+      return not_found;
+    }
     auto ws = d.store.GetWorkspaceBySlug(slug);
-    if (!ws.ok()) return ws.status().Is(Code::kNotFound) ? not_found : ws.status();
+    if (!ws.ok()) {
+      return ws.status().Is(Code::kNotFound) ? not_found : ws.status();
+    }
     return json::value(WorkspaceJson(*ws));
   };
   out.push_back(std::move(get));
@@ -343,7 +361,9 @@ void AddKeyOps(const Deps& d, std::vector<Operation>& out) {
     std::vector<std::string> names = {"read", "write", "exec"};
     if (auto it = in.find("scopes"); it != in.end()) {
       names.clear();
-      for (const auto& s : it->value().as_array()) names.emplace_back(s.as_string());
+      for (const auto& s : it->value().as_array()) {
+        names.emplace_back(s.as_string());
+      }
     }
     KILN_ASSIGN_OR_RETURN(auth::Scopes scopes, auth::ParseScopes(names));
     if (!auth::HasScopes(p.scopes, scopes)) {
@@ -356,7 +376,9 @@ void AddKeyOps(const Deps& d, std::vector<Operation>& out) {
     store::ApiKey key = NewKey(d, p.workspace.id, name, auth::ScopeNames(scopes),
                                expires ? d.clock.NowMs() + expires * 1000 : 0, p.key_id, &secret);
     json::array scope_json;
-    for (const auto& s : key.scopes) scope_json.emplace_back(s);
+    for (const auto& s : key.scopes) {
+      scope_json.emplace_back(s);
+    }
     KILN_RETURN_IF_ERROR(
         d.store.InsertKey(key, MakeEvent(d, p.workspace.id, "key.created", p.key_id, key.id,
                                          {{"name", key.name}, {"scopes", std::move(scope_json)}})));
@@ -406,7 +428,9 @@ void AddKeyOps(const Deps& d, std::vector<Operation>& out) {
     if (confirm != key.id && confirm != key.name) {
       return ConfirmRequired("revoking key \"" + key.name + "\"", key.id);
     }
-    if (key.revoked_ms != 0) return json::value(KeyJson(key, d.clock.NowMs()));
+    if (key.revoked_ms != 0) {
+      return json::value(KeyJson(key, d.clock.NowMs()));
+    }
     bool is_admin = std::find(key.scopes.begin(), key.scopes.end(), "admin") != key.scopes.end();
     key.revoked_ms = d.clock.NowMs();
     Status s = d.store.RevokeKey(

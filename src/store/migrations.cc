@@ -83,7 +83,9 @@ Status Apply(sqlite::Db& db, const Migration& m) {
     // is inside the write lock that BEGIN IMMEDIATE took.
     KILN_ASSIGN_OR_RETURN(sqlite::Stmt applied, db.Prepare(kIsApplied));
     KILN_ASSIGN_OR_RETURN(bool row, applied.Bind(1, int64_t{m.version}).Step());
-    if (row) return Status::Ok();
+    if (row) {
+      return Status::Ok();
+    }
   }
   std::string op = "migration " + std::to_string(m.version) + " (" + m.name + ")";
   KILN_RETURN_IF_ERROR(db.Exec(m.sql, op));
@@ -116,7 +118,9 @@ Status Migrate(sqlite::Db& db) {
   for (size_t i = 0; i < std::size(kMigrations); ++i) {
     const Migration& m = kMigrations[i];
     assert(m.version == static_cast<int>(i) + 1 && "migration versions must be 1, 2, 3, ...");
-    if (m.version <= current) continue;
+    if (m.version <= current) {
+      continue;
+    }
     KILN_RETURN_IF_ERROR(Apply(db, m));
   }
   return Status::Ok();

@@ -60,7 +60,9 @@ Stmt::Stmt(Stmt&& other) noexcept
       bind_error_(std::move(other.bind_error_)) {}
 
 Stmt::~Stmt() {
-  if (stmt_ == nullptr) return;
+  if (stmt_ == nullptr) {
+    return;
+  }
   // reset ends the statement's implicit read transaction, so a pooled read connection does
   // not pin an old WAL snapshot; its return code repeats the last Step's, already reported.
   sqlite3_reset(stmt_);
@@ -70,7 +72,9 @@ Stmt::~Stmt() {
 
 Stmt& Stmt::Bind(int index, int64_t value) {
   int rc = sqlite3_bind_int64(stmt_, index, value);
-  if (rc != SQLITE_OK && bind_error_.ok()) bind_error_ = Error(db_, rc, op_);
+  if (rc != SQLITE_OK && bind_error_.ok()) {
+    bind_error_ = Error(db_, rc, op_);
+  }
   return *this;
 }
 
@@ -78,28 +82,40 @@ Stmt& Stmt::Bind(int index, std::string_view value) {
   // SQLITE_TRANSIENT: SQLite copies the text, so the caller's string may go away.
   int rc =
       sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-  if (rc != SQLITE_OK && bind_error_.ok()) bind_error_ = Error(db_, rc, op_);
+  if (rc != SQLITE_OK && bind_error_.ok()) {
+    bind_error_ = Error(db_, rc, op_);
+  }
   return *this;
 }
 
 Stmt& Stmt::BindNull(int index) {
   int rc = sqlite3_bind_null(stmt_, index);
-  if (rc != SQLITE_OK && bind_error_.ok()) bind_error_ = Error(db_, rc, op_);
+  if (rc != SQLITE_OK && bind_error_.ok()) {
+    bind_error_ = Error(db_, rc, op_);
+  }
   return *this;
 }
 
 Result<bool> Stmt::Step() {
-  if (!bind_error_.ok()) return bind_error_;
+  if (!bind_error_.ok()) {
+    return bind_error_;
+  }
   int rc = sqlite3_step(stmt_);
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
+  if (rc == SQLITE_ROW) {
+    return true;
+  }
+  if (rc == SQLITE_DONE) {
+    return false;
+  }
   return Error(db_, rc, op_);
 }
 
 Status Stmt::Run() {
   for (;;) {
     KILN_ASSIGN_OR_RETURN(bool row, Step());
-    if (!row) return Status::Ok();
+    if (!row) {
+      return Status::Ok();
+    }
   }
 }
 
@@ -107,7 +123,9 @@ int64_t Stmt::Int64(int col) const { return sqlite3_column_int64(stmt_, col); }
 
 std::string Stmt::Text(int col) const {
   const unsigned char* text = sqlite3_column_text(stmt_, col);
-  if (text == nullptr) return {};
+  if (text == nullptr) {
+    return {};
+  }
   return std::string(reinterpret_cast<const char*>(text),
                      static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
 }
@@ -163,7 +181,9 @@ Status Db::Exec(std::string_view sql, std::string_view operation) {
   // sqlite3_exec wants a NUL-terminated string.
   std::string text(sql);
   int rc = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, nullptr);
-  if (rc != SQLITE_OK) return Error(db_, rc, operation);
+  if (rc != SQLITE_OK) {
+    return Error(db_, rc, operation);
+  }
   return Status::Ok();
 }
 
@@ -174,7 +194,9 @@ Result<Stmt> Db::Prepare(const Query& query) {
     const char* tail = nullptr;
     int rc = sqlite3_prepare_v3(db_, query.sql.data(), static_cast<int>(query.sql.size()),
                                 SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
-    if (rc != SQLITE_OK) return Error(db_, rc, query.op);
+    if (rc != SQLITE_OK) {
+      return Error(db_, rc, query.op);
+    }
     // One statement per Query: trailing text would be silently ignored by SQLite.
     assert(tail == query.sql.data() + query.sql.size());
     it = cache_.emplace(std::string(query.sql), CachedStmt{stmt, false}).first;
@@ -208,14 +230,18 @@ Status Transaction::Commit() {
   Status status = db_.Exec("COMMIT", "commit");
   // A failed COMMIT may leave the transaction open (e.g. SQLITE_BUSY); the destructor then
   // rolls it back, so the caller sees the error and nothing half-written stays.
-  if (status.ok() || sqlite3_get_autocommit(db_.handle()) != 0) open_ = false;
+  if (status.ok() || sqlite3_get_autocommit(db_.handle()) != 0) {
+    open_ = false;
+  }
   return status;
 }
 
 // ---- ReadPool ----
 
 ReadPool::Lease::~Lease() {
-  if (db_ != nullptr) pool_->Release(std::move(db_));
+  if (db_ != nullptr) {
+    pool_->Release(std::move(db_));
+  }
 }
 
 Result<ReadPool::Lease> ReadPool::Acquire() {

@@ -107,7 +107,9 @@ constexpr Query kIntegrityCheck{"integrity check", "PRAGMA integrity_check"};
 std::string JoinScopes(const std::vector<std::string>& scopes) {
   std::string out;
   for (const std::string& scope : scopes) {
-    if (!out.empty()) out += ' ';
+    if (!out.empty()) {
+      out += ' ';
+    }
     out += scope;
   }
   return out;
@@ -118,8 +120,12 @@ std::vector<std::string> SplitScopes(std::string_view text) {
   size_t pos = 0;
   while (pos < text.size()) {
     size_t end = text.find(' ', pos);
-    if (end == std::string_view::npos) end = text.size();
-    if (end > pos) out.emplace_back(text.substr(pos, end - pos));
+    if (end == std::string_view::npos) {
+      end = text.size();
+    }
+    if (end > pos) {
+      out.emplace_back(text.substr(pos, end - pos));
+    }
     pos = end + 1;
   }
   return out;
@@ -191,7 +197,9 @@ Result<std::vector<T>> Collect(Stmt& stmt, ReadRow read) {
   std::vector<T> rows;
   for (;;) {
     KILN_ASSIGN_OR_RETURN(bool row, stmt.Step());
-    if (!row) return rows;
+    if (!row) {
+      return rows;
+    }
     rows.push_back(read(stmt));
   }
 }
@@ -277,7 +285,9 @@ class SqliteStore final : public Store {
     return Read([&](Db& db) -> Result<Workspace> {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kGetWorkspace));
       KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, id).Step());
-      if (!row) return Status::NotFound("WORKSPACE_NOT_FOUND", "no workspace " + id);
+      if (!row) {
+        return Status::NotFound("WORKSPACE_NOT_FOUND", "no workspace " + id);
+      }
       return ReadWorkspace(stmt);
     });
   }
@@ -327,7 +337,9 @@ class SqliteStore final : public Store {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kFindKeyByHash));
       KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, hash).Step());
       // The hash is a credential's fingerprint: keep it out of the message.
-      if (!row) return Status::NotFound("KEY_NOT_FOUND", "no key with this secret");
+      if (!row) {
+        return Status::NotFound("KEY_NOT_FOUND", "no key with this secret");
+      }
       return ReadKey(stmt);
     });
   }
@@ -336,7 +348,9 @@ class SqliteStore final : public Store {
     return Read([&](Db& db) -> Result<ApiKey> {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kGetKey));
       KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, id).Bind(2, workspace_id).Step());
-      if (!row) return Status::NotFound("KEY_NOT_FOUND", "no key " + id + " in this workspace");
+      if (!row) {
+        return Status::NotFound("KEY_NOT_FOUND", "no key " + id + " in this workspace");
+      }
       return ReadKey(stmt);
     });
   }
@@ -389,7 +403,9 @@ class SqliteStore final : public Store {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, writer_->Prepare(kTouchKey));
       KILN_RETURN_IF_ERROR(stmt.Bind(1, used_ms).Bind(2, id).Run());
     }
-    if (writer_->Changes() == 0) return Status::NotFound("KEY_NOT_FOUND", "no key " + id);
+    if (writer_->Changes() == 0) {
+      return Status::NotFound("KEY_NOT_FOUND", "no key " + id);
+    }
     return Status::Ok();
   }
 
@@ -416,7 +432,9 @@ class SqliteStore final : public Store {
     return Read([&](Db& db) -> Result<std::optional<IdempotencyRecord>> {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kGetIdempotency));
       KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, key_id).Bind(2, idem_key).Step());
-      if (!row) return std::optional<IdempotencyRecord>();
+      if (!row) {
+        return std::optional<IdempotencyRecord>();
+      }
       IdempotencyRecord record;
       record.key_id = stmt.Text(0);
       record.idem_key = stmt.Text(1);
@@ -454,9 +472,13 @@ class SqliteStore final : public Store {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kIntegrityCheck));
       KILN_ASSIGN_OR_RETURN(std::vector<std::string> lines,
                             Collect<std::string>(stmt, [](const Stmt& s) { return s.Text(0); }));
-      if (lines.size() == 1 && lines[0] == "ok") return Status::Ok();
+      if (lines.size() == 1 && lines[0] == "ok") {
+        return Status::Ok();
+      }
       std::string message = "kiln.db failed its integrity check:";
-      for (size_t i = 0; i < lines.size() && i < 10; ++i) message += "\n  " + lines[i];
+      for (size_t i = 0; i < lines.size() && i < 10; ++i) {
+        message += "\n  " + lines[i];
+      }
       return Status::Internal(std::move(message), "restore kiln.db from a backup");
     });
   }
@@ -476,7 +498,9 @@ class SqliteStore final : public Store {
   template <typename Body>
   auto Read(Body&& body) -> decltype(body(std::declval<Db&>())) {
     Result<sqlite::ReadPool::Lease> lease = readers_.Acquire();
-    if (!lease.ok()) return lease.status();
+    if (!lease.ok()) {
+      return lease.status();
+    }
     return body(**lease);
   }
 
@@ -496,7 +520,9 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::filesystem::path& path
       std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
                                    std::filesystem::perm_options::replace, ec);
     }
-    if (ec) return Status::FromErrno("mkdir(\"" + dir.string() + "\")", ec.value());
+    if (ec) {
+      return Status::FromErrno("mkdir(\"" + dir.string() + "\")", ec.value());
+    }
   }
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<Db> writer, Db::Open(path.string(), /*read_only=*/false));
   KILN_RETURN_IF_ERROR(Migrate(*writer));

@@ -138,7 +138,9 @@ TEST_F(SqliteStoreTest, ListWorkspacesPagesAscendingWithoutDuplicates) {
   for (;;) {
     auto rows = store_->ListWorkspaces(page);
     ASSERT_TRUE(rows.ok()) << rows.status().ToString();
-    if (rows->empty()) break;
+    if (rows->empty()) {
+      break;
+    }
     ++pages;
     EXPECT_LE(rows->size(), 5u);
     for (const Workspace& ws : *rows) {
@@ -262,7 +264,9 @@ TEST_F(SqliteStoreTest, RevokeKeyOnceThenNotFound) {
   EXPECT_EQ(s.error_code(), "KEY_NOT_FOUND");
   // The first revocation time stands, and the failed attempt recorded no event.
   EXPECT_EQ(store_->GetKey("ws_1", "key_r")->revoked_ms, 1'700'000'100'000);
-  for (const Event& e : AllEvents("ws_1")) EXPECT_NE(e.id, "evt_rev2");
+  for (const Event& e : AllEvents("ws_1")) {
+    EXPECT_NE(e.id, "evt_rev2");
+  }
 }
 
 TEST_F(SqliteStoreTest, RevokeFromAnotherWorkspaceIsNotFoundAndChangesNothing) {
@@ -304,14 +308,18 @@ TEST_F(SqliteStoreTest, ListKeysIncludesRevokedAndPagesWithoutDuplicates) {
   for (;;) {
     auto rows = store_->ListKeys("ws_1", page);
     ASSERT_TRUE(rows.ok()) << rows.status().ToString();
-    if (rows->empty()) break;
+    if (rows->empty()) {
+      break;
+    }
     EXPECT_LE(rows->size(), 4u);
     for (const ApiKey& key : *rows) {
       EXPECT_EQ(key.workspace_id, "ws_1");
       EXPECT_GT(key.seq, last_seq);
       last_seq = key.seq;
       EXPECT_TRUE(seen.insert(key.id).second) << "duplicate " << key.id;
-      if (key.id == "key_3") saw_revoked = key.revoked_ms == 99;
+      if (key.id == "key_3") {
+        saw_revoked = key.revoked_ms == 99;
+      }
     }
     page.seq = rows->back().seq;
   }
@@ -333,7 +341,9 @@ TEST_F(SqliteStoreTest, GuardedRevokeKeepsOneKeyWithTheScope) {
   EXPECT_EQ(s.code(), Code::kConflict) << s.ToString();
   EXPECT_EQ(s.error_code(), "LAST_KEY_WITH_SCOPE");
   EXPECT_EQ(store_->GetKey("ws_1", "ws_1_k0")->revoked_ms, 0);
-  for (const Event& e : AllEvents("ws_1")) EXPECT_NE(e.id, "evt_r1");
+  for (const Event& e : AllEvents("ws_1")) {
+    EXPECT_NE(e.id, "evt_r1");
+  }
 
   // With a second admin key, one of the two may go, then the other is the last.
   AddKey("ws_1", "k_admin2", {"read", "admin"});
@@ -365,7 +375,9 @@ TEST_F(SqliteStoreTest, ListEventsPagesNewestFirstWithoutDuplicates) {
   for (;;) {
     auto rows = store_->ListEvents("ws_1", page);
     ASSERT_TRUE(rows.ok()) << rows.status().ToString();
-    if (rows->empty()) break;
+    if (rows->empty()) {
+      break;
+    }
     EXPECT_LE(rows->size(), 4u);
     for (const Event& e : *rows) {
       EXPECT_EQ(e.workspace_id, "ws_1");
@@ -482,7 +494,9 @@ TEST_F(SqliteStoreTest, ConcurrentWritersAndReadersLoseNothing) {
         n = n * 1103515245u + 12345u;
         int w = static_cast<int>(n % kWriters);
         int upto = committed[w].load();
-        if (upto == 0) continue;
+        if (upto == 0) {
+          continue;
+        }
         std::string id = key_id(w, static_cast<int>((n >> 8) % static_cast<unsigned>(upto)));
         // A committed write is visible to every read that starts after it.
         auto found = store_->FindKeyByHash("hash_of_" + id);
@@ -491,12 +505,16 @@ TEST_F(SqliteStoreTest, ConcurrentWritersAndReadersLoseNothing) {
           ++failures;
         }
         auto page = store_->ListKeys("ws_c", {0, 10});
-        if (!page.ok() || page->empty()) ++failures;
+        if (!page.ok() || page->empty()) {
+          ++failures;
+        }
         ++lookups;
       }
     });
   }
-  for (std::thread& t : threads) t.join();
+  for (std::thread& t : threads) {
+    t.join();
+  }
 
   EXPECT_EQ(failures.load(), 0);
   EXPECT_GT(lookups.load(), 0);
@@ -504,9 +522,13 @@ TEST_F(SqliteStoreTest, ConcurrentWritersAndReadersLoseNothing) {
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->size(), 1u + kWriters * kKeysPerWriter);
   std::set<std::string> ids;
-  for (const ApiKey& key : *all) ids.insert(key.id);
+  for (const ApiKey& key : *all) {
+    ids.insert(key.id);
+  }
   for (int w = 0; w < kWriters; ++w) {
-    for (int i = 0; i < kKeysPerWriter; ++i) EXPECT_TRUE(ids.count(key_id(w, i))) << key_id(w, i);
+    for (int i = 0; i < kKeysPerWriter; ++i) {
+      EXPECT_TRUE(ids.count(key_id(w, i))) << key_id(w, i);
+    }
   }
   EXPECT_EQ(AllEvents("ws_c").size(), 1u + kWriters * kKeysPerWriter);
   Status integrity = store_->CheckIntegrity();

@@ -94,7 +94,9 @@ TEST_F(BadInputTest, BodyOverTheLimitIs413) {
   std::string chunk(4096, 'a');
   std::string request = "POST /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + admin_ +
                         "\r\nTransfer-Encoding: chunked\r\n\r\n";
-  for (int i = 0; i < 3; ++i) request += "1000\r\n" + chunk + "\r\n";
+  for (int i = 0; i < 3; ++i) {
+    request += "1000\r\n" + chunk + "\r\n";
+  }
   request += "0\r\n\r\n";
   chunked.Send(request);
   auto reply = ParseRawResponse(chunked.Read(5s, nullptr, true));
@@ -198,12 +200,16 @@ TEST_F(BadInputTest, ListenerErrorsHaveARequestId) {
   {
     RawClient c(server().port());
     c.Send("BLAH\x01 / HTTP/1.1\r\nHost: x\r\n\r\n");
-    if (auto r = ParseRawResponse(c.Read(3s, nullptr, true))) replies.push_back(*r);
+    if (auto r = ParseRawResponse(c.Read(3s, nullptr, true))) {
+      replies.push_back(*r);
+    }
   }
   {
     RawClient c(server().port());
     c.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n");
-    if (auto r = ParseRawResponse(c.Read(3s, nullptr, true))) replies.push_back(*r);
+    if (auto r = ParseRawResponse(c.Read(3s, nullptr, true))) {
+      replies.push_back(*r);
+    }
   }
   ASSERT_EQ(replies.size(), 4u);
   for (const Reply& r : replies) {

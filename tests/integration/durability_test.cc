@@ -16,18 +16,26 @@ namespace {
 std::string IntegrityCheck(const fs::path& db) {
   std::string cmd = "sqlite3 '" + db.string() + "' 'PRAGMA integrity_check' 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return "popen failed";
+  if (p == nullptr) {
+    return "popen failed";
+  }
   std::string out;
   char buf[512];
-  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) {
+    out.append(buf, n);
+  }
   int rc = ::pclose(p);
-  if (rc != 0) out += " (exit " + std::to_string(rc) + ")";
+  if (rc != 0) {
+    out += " (exit " + std::to_string(rc) + ")";
+  }
   return Trim(out);
 }
 
 int Count(const std::string& text, const std::string& what) {
   int n = 0;
-  for (size_t pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) ++n;
+  for (size_t pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) {
+    ++n;
+  }
   return n;
 }
 
@@ -54,14 +62,21 @@ TEST_F(DurabilityTest, RestartKeepsEverything) {
 
   auto snapshot = [&] {
     std::string out;
-    for (const auto& k : ListAll("/v1/keys", admin_))
+    for (const auto& k : ListAll("/v1/keys", admin_)) {
       out += S(k, "id") + ":" + S(k, "status") + " ";
+    }
     out += "| ";
-    for (const auto& k : ListAll("/v1/keys", acme_admin)) out += S(k, "id") + " ";
+    for (const auto& k : ListAll("/v1/keys", acme_admin)) {
+      out += S(k, "id") + " ";
+    }
     out += "| ";
-    for (const auto& w : ListAll("/v1/workspaces", admin_)) out += S(w, "id") + S(w, "slug") + " ";
+    for (const auto& w : ListAll("/v1/workspaces", admin_)) {
+      out += S(w, "id") + S(w, "slug") + " ";
+    }
     out += "| ";
-    for (const auto& e : ListAll("/v1/events", admin_)) out += S(e, "id") + " ";
+    for (const auto& e : ListAll("/v1/events", admin_)) {
+      out += S(e, "id") + " ";
+    }
     return out;
   };
   std::string before = snapshot();
@@ -121,7 +136,9 @@ TEST_F(DurabilityTest, KillNineLosesNoAcknowledgedKey) {
           std::lock_guard lock(mu);
           acked.push_back({r->Str("/data/id"), r->Str("/data/secret")});
         } else {
-          if (!killed.load()) ++errors_before_kill;
+          if (!killed.load()) {
+            ++errors_before_kill;
+          }
           std::this_thread::sleep_for(1ms);
         }
       }
@@ -132,7 +149,9 @@ TEST_F(DurabilityTest, KillNineLosesNoAcknowledgedKey) {
   server().Kill9();
   std::this_thread::sleep_for(100ms);  // let writers see the dead server
   stop = true;
-  for (auto& w : writers) w.join();
+  for (auto& w : writers) {
+    w.join();
+  }
   EXPECT_EQ(errors_before_kill.load(), 0) << "writes failed while the server was up";
   ASSERT_GE(acked.size(), 10u) << "too few writes to say anything";
   std::printf("[   INFO   ] %zu keys acknowledged before kill -9\n", acked.size());
@@ -142,13 +161,17 @@ TEST_F(DurabilityTest, KillNineLosesNoAcknowledgedKey) {
 
   ASSERT_TRUE(server().Start());
   std::set<std::string> listed;
-  for (const auto& k : ListAll("/v1/keys", admin_)) listed.insert(S(k, "id"));
+  for (const auto& k : ListAll("/v1/keys", admin_)) {
+    listed.insert(S(k, "id"));
+  }
   size_t missing = 0;
   for (const auto& a : acked) {
     if (!listed.contains(a.id)) {
       ++missing;
       ADD_FAILURE() << "acknowledged key " << a.id << " is gone after kill -9";
-      if (missing > 10) break;
+      if (missing > 10) {
+        break;
+      }
     }
   }
   EXPECT_EQ(missing, 0u) << "of " << acked.size() << " acknowledged keys";
@@ -192,7 +215,9 @@ TEST_F(DurabilityTest, SigtermFinishesTheRequestInFlight) {
 
   int code = server().WaitExit(15s);
   EXPECT_EQ(code, 0) << "exit code after SIGTERM";
-  if (code == ServerProcess::kStillRunning) server().Kill9();
+  if (code == ServerProcess::kStillRunning) {
+    server().Kill9();
+  }
 
   // The key it answered for was committed.
   ASSERT_TRUE(server().Start());

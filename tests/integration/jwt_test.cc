@@ -22,7 +22,9 @@ std::vector<std::string> Split(const std::string& token) {
   while (true) {
     size_t dot = token.find('.', start);
     parts.push_back(token.substr(start, dot - start));
-    if (dot == std::string::npos) break;
+    if (dot == std::string::npos) {
+      break;
+    }
     start = dot + 1;
   }
   return parts;
@@ -33,7 +35,9 @@ std::vector<std::string> Split(const std::string& token) {
 void AlignToSecond() {
   auto now = std::chrono::system_clock::now().time_since_epoch();
   auto into = std::chrono::duration_cast<std::chrono::milliseconds>(now).count() % 1000;
-  if (into > 50) std::this_thread::sleep_for(std::chrono::milliseconds(1000 - into + 20));
+  if (into > 50) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000 - into + 20));
+  }
 }
 
 TEST_F(JwtTest, IssueAndUse) {
@@ -42,7 +46,9 @@ TEST_F(JwtTest, IssueAndUse) {
   std::string token = r.Str("/data/token");
   std::vector<std::string> parts = Split(token);
   ASSERT_EQ(parts.size(), 3u) << token;
-  for (const auto& p : parts) EXPECT_FALSE(p.empty()) << token;
+  for (const auto& p : parts) {
+    EXPECT_FALSE(p.empty()) << token;
+  }
   EXPECT_GE(r.Int("/data/expiresIn"), 3599) << r;
   EXPECT_LE(r.Int("/data/expiresIn"), 3600) << r;
   EXPECT_EQ(r.Str("/data/tokenType"), "Bearer");

@@ -241,19 +241,25 @@ TEST_F(KeysTest, ConcurrentRevokesKeepOneAdmin) {
 
 TEST_F(KeysTest, PaginationVisitsEveryKeyOnce) {
   std::set<std::string> want = {AdminId()};
-  for (int i = 0; i < 5; ++i) want.insert(S(MintKey("page-" + std::to_string(i)), "id"));
+  for (int i = 0; i < 5; ++i) {
+    want.insert(S(MintKey("page-" + std::to_string(i)), "id"));
+  }
 
   std::map<std::string, int> seen;
   std::string cursor;
   int pages = 0;
   while (true) {
     std::string path = "/v1/keys?limit=2";
-    if (!cursor.empty()) path += "&cursor=" + http::PercentEncode(cursor);
+    if (!cursor.empty()) {
+      path += "&cursor=" + http::PercentEncode(cursor);
+    }
     Reply r = Call("GET", path, admin_);
     ASSERT_EQ(r.status, 200) << r;
     ++pages;
     ASSERT_LE(r.Array("/data").size(), 2u) << r;
-    for (const auto& k : r.Array("/data")) ++seen[S(k.as_object(), "id")];
+    for (const auto& k : r.Array("/data")) {
+      ++seen[S(k.as_object(), "id")];
+    }
     ASSERT_TRUE(r.Find("/has_more") != nullptr) << r;
     if (!r.Find("/has_more")->as_bool()) {
       EXPECT_TRUE(r.Find("/next_cursor")->is_null()) << r;
@@ -265,7 +271,9 @@ TEST_F(KeysTest, PaginationVisitsEveryKeyOnce) {
   }
   EXPECT_EQ(pages, 3);
   EXPECT_EQ(seen.size(), want.size());
-  for (const auto& id : want) EXPECT_EQ(seen[id], 1) << id;
+  for (const auto& id : want) {
+    EXPECT_EQ(seen[id], 1) << id;
+  }
 
   Reply bad = Call("GET", "/v1/keys?cursor=garbage!!", admin_);
   EXPECT_EQ(bad.status, 400) << bad;
@@ -325,9 +333,13 @@ TEST_F(KeysTest, EventsFeedIsNewestFirstWithActor) {
 
   // The feed pages newest first too, each event once.
   std::vector<std::string> walked;
-  for (const auto& e : ListAll("/v1/events", admin_, 1)) walked.push_back(S(e, "id"));
+  for (const auto& e : ListAll("/v1/events", admin_, 1)) {
+    walked.push_back(S(e, "id"));
+  }
   std::vector<std::string> all;
-  for (const auto& e : events) all.push_back(S(e.as_object(), "id"));
+  for (const auto& e : events) {
+    all.push_back(S(e.as_object(), "id"));
+  }
   EXPECT_EQ(walked, all);
 }
 

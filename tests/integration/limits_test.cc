@@ -73,7 +73,9 @@ TEST_F(RateLimitTest, BucketEmptiesRefillsAndIsPerKey) {
 
 TEST_F(RateLimitTest, FailedAuthenticationIsNotCountedAgainstTheKey) {
   std::string a = S(MintKey("a", R"(["read"])"), "secret");
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(Call("GET", "/v1/me", "kiln_sk_wrong").status, 401);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(Call("GET", "/v1/me", "kiln_sk_wrong").status, 401);
+  }
   Reply r = Call("GET", "/v1/me", a);
   EXPECT_EQ(r.status, 200) << r;
   EXPECT_EQ(IntHeader(r, "x-ratelimit-remaining"), 2);
@@ -94,7 +96,9 @@ TEST_F(IdempotencyTest, ReplaysTheFirstResponse) {
   EXPECT_FALSE(second.Header("x-request-id").empty());
 
   int idem = 0;
-  for (const auto& k : ListAll("/v1/keys", admin_)) idem += S(k, "name") == "idem";
+  for (const auto& k : ListAll("/v1/keys", admin_)) {
+    idem += S(k, "name") == "idem";
+  }
   EXPECT_EQ(idem, 1) << "the replay created a second key";
 
   // Same key, different request.
@@ -163,7 +167,9 @@ TEST_F(IdempotencyTest, ReplaySurvivesARestart) {
   EXPECT_EQ(replay.Str("/data/id"), first.Str("/data/id"));
   EXPECT_EQ(replay.Str("/data/secret"), first.Str("/data/secret"));
   int count = 0;
-  for (const auto& k : ListAll("/v1/keys", admin_)) count += S(k, "name") == "durable-idem";
+  for (const auto& k : ListAll("/v1/keys", admin_)) {
+    count += S(k, "name") == "durable-idem";
+  }
   EXPECT_EQ(count, 1);
   Reply reused =
       Call("POST", "/v1/keys", admin_, R"({"name":"x"})", {{"idempotency-key", "restart-K"}});

@@ -52,22 +52,30 @@ inline std::string ReadFile(const fs::path& path) {
 }
 
 inline std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) {
+    s.pop_back();
+  }
   size_t start = 0;
-  while (start < s.size() && s[start] == ' ') ++start;
+  while (start < s.size() && s[start] == ' ') {
+    ++start;
+  }
   return s.substr(start);
 }
 
 inline std::string Lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : out) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
   return out;
 }
 
 // Mode bits (permissions only) of a file, or -1.
 inline int FileMode(const fs::path& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return -1;
+  if (::stat(path.c_str(), &st) != 0) {
+    return -1;
+  }
   return static_cast<int>(st.st_mode & 07777);
 }
 
@@ -81,14 +89,18 @@ struct Reply {
   std::string Header(std::string_view name) const {
     std::string want = Lower(name);
     for (const auto& [n, v] : headers) {
-      if (Lower(n) == want) return v;
+      if (Lower(n) == want) {
+        return v;
+      }
     }
     return {};
   }
   bool HasHeader(std::string_view name) const {
     std::string want = Lower(name);
     for (const auto& [n, v] : headers) {
-      if (Lower(n) == want) return true;
+      if (Lower(n) == want) {
+        return true;
+      }
     }
     return false;
   }
@@ -104,9 +116,15 @@ struct Reply {
   }
   int64_t Int(std::string_view pointer, int64_t dflt = -1) const {
     const json::value* v = Find(pointer);
-    if (v == nullptr) return dflt;
-    if (v->is_int64()) return v->as_int64();
-    if (v->is_uint64()) return static_cast<int64_t>(v->as_uint64());
+    if (v == nullptr) {
+      return dflt;
+    }
+    if (v->is_int64()) {
+      return v->as_int64();
+    }
+    if (v->is_uint64()) {
+      return static_cast<int64_t>(v->as_uint64());
+    }
     return dflt;
   }
   const json::array& Array(std::string_view pointer) const {
@@ -126,14 +144,18 @@ inline http::Headers Auth(const std::string& key) { return {{"authorization", "B
 
 inline std::vector<std::string> Strings(const json::array& a) {
   std::vector<std::string> out;
-  for (const auto& v : a) out.push_back(v.is_string() ? std::string(v.as_string()) : "?");
+  for (const auto& v : a) {
+    out.push_back(v.is_string() ? std::string(v.as_string()) : "?");
+  }
   return out;
 }
 
 // Parses a raw HTTP/1.1 response (as RawClient reads it) into a Reply.
 inline std::optional<Reply> ParseRawResponse(const std::string& raw) {
   size_t end = raw.find("\r\n\r\n");
-  if (end == std::string::npos || !raw.starts_with("HTTP/1.")) return std::nullopt;
+  if (end == std::string::npos || !raw.starts_with("HTTP/1.")) {
+    return std::nullopt;
+  }
   Reply r;
   size_t sp = raw.find(' ');
   r.status = std::atoi(raw.c_str() + sp + 1);
@@ -148,7 +170,9 @@ inline std::optional<Reply> ParseRawResponse(const std::string& raw) {
     pos = eol + 2;
   }
   r.body = raw.substr(end + 4);
-  if (auto parsed = ParseJson(r.body); parsed.ok()) r.json = std::move(*parsed);
+  if (auto parsed = ParseJson(r.body); parsed.ok()) {
+    r.json = std::move(*parsed);
+  }
   return r;
 }
 
@@ -175,15 +199,21 @@ class RawClient {
 
   bool connected() const { return fd_ >= 0; }
   void Close() {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
     fd_ = -1;
   }
 
   bool Send(std::string_view data) {
     while (!data.empty() && fd_ >= 0) {
       ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        return false;
+      }
       data.remove_prefix(static_cast<size_t>(n));
     }
     return data.empty();
@@ -194,22 +224,36 @@ class RawClient {
   std::string Read(std::chrono::milliseconds timeout, bool* closed = nullptr,
                    bool stop_at_response = false) {
     std::string out;
-    if (closed != nullptr) *closed = false;
+    if (closed != nullptr) {
+      *closed = false;
+    }
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (fd_ >= 0) {
-      if (stop_at_response && Complete(out)) break;
+      if (stop_at_response && Complete(out)) {
+        break;
+      }
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) break;
+      if (left.count() <= 0) {
+        break;
+      }
       pollfd p{fd_, POLLIN, 0};
       int ready = ::poll(&p, 1, static_cast<int>(left.count()));
-      if (ready < 0 && errno == EINTR) continue;
-      if (ready <= 0) break;
+      if (ready < 0 && errno == EINTR) {
+        continue;
+      }
+      if (ready <= 0) {
+        break;
+      }
       char buf[8192];
       ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
       if (n <= 0) {
-        if (closed != nullptr) *closed = true;
+        if (closed != nullptr) {
+          *closed = true;
+        }
         break;
       }
       out.append(buf, static_cast<size_t>(n));
@@ -220,7 +264,9 @@ class RawClient {
   // A whole response: head plus Content-Length bytes of body.
   static bool Complete(const std::string& raw) {
     size_t end = raw.find("\r\n\r\n");
-    if (end == std::string::npos) return false;
+    if (end == std::string::npos) {
+      return false;
+    }
     std::string head = Lower(raw.substr(0, end));
     size_t cl = head.find("\r\ncontent-length:");
     size_t length = cl == std::string::npos ? 0 : std::strtoul(head.c_str() + cl + 17, nullptr, 10);
@@ -250,9 +296,13 @@ class ServerProcess {
     if (running()) {
       // SIGTERM so the data directory is left as a clean stop leaves it; SIGKILL if stuck.
       ::kill(pid_, SIGTERM);
-      if (WaitExit(5s) == kStillRunning) Kill9();
+      if (WaitExit(5s) == kStillRunning) {
+        Kill9();
+      }
     }
-    if (::testing::Test::HasFailure()) PrintLogTail();
+    if (::testing::Test::HasFailure()) {
+      PrintLogTail();
+    }
     const char* keep = std::getenv("KILN_TEST_KEEP");
     if (keep != nullptr && *keep == '1') {
       std::fprintf(stderr, "[kiln] kept data dir %s\n", dir_.c_str());
@@ -268,7 +318,9 @@ class ServerProcess {
 
   static std::string Binary() {
     const char* bin = std::getenv("KILN_BIN");
-    if (bin != nullptr && *bin != '\0') return bin;
+    if (bin != nullptr && *bin != '\0') {
+      return bin;
+    }
     return fs::exists("./kiln") ? fs::absolute("./kiln").string() : std::string();
   }
 
@@ -296,7 +348,9 @@ class ServerProcess {
       args.push_back((dir_ / "kiln.toml").string());
     }
     std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
+    for (auto& a : args) {
+      argv.push_back(a.data());
+    }
     argv.push_back(nullptr);
     std::string log = (dir_ / "server.log").string();
     std::string dir = dir_.string();
@@ -313,9 +367,13 @@ class ServerProcess {
         ::dup2(fd, STDERR_FILENO);
       }
       int null = ::open("/dev/null", O_RDONLY);
-      if (null >= 0) ::dup2(null, STDIN_FILENO);
+      if (null >= 0) {
+        ::dup2(null, STDIN_FILENO);
+      }
       // The data dir as working directory: no stray ./kiln.toml is picked up.
-      if (::chdir(dir.c_str()) != 0) ::_exit(126);
+      if (::chdir(dir.c_str()) != 0) {
+        ::_exit(126);
+      }
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
@@ -328,7 +386,9 @@ class ServerProcess {
         if (text.starts_with("http://") && text.rfind(':') > 6) {
           url_ = text;
           port_ = static_cast<uint16_t>(std::atoi(text.c_str() + text.rfind(':') + 1));
-          if (admin_key_.empty()) admin_key_ = Trim(ReadFile(dir_ / "admin.key"));
+          if (admin_key_.empty()) {
+            admin_key_ = Trim(ReadFile(dir_ / "admin.key"));
+          }
           return true;
         }
       }
@@ -348,7 +408,9 @@ class ServerProcess {
 
   // SIGTERM, then waits for the exit; returns the exit code (128+signal when killed by one).
   int Stop(std::chrono::milliseconds timeout = 20s) {
-    if (!running()) return kStillRunning;
+    if (!running()) {
+      return kStillRunning;
+    }
     Terminate();
     int code = WaitExit(timeout);
     if (code == kStillRunning) {
@@ -360,29 +422,41 @@ class ServerProcess {
   }
 
   void Terminate() {
-    if (running()) ::kill(pid_, SIGTERM);
+    if (running()) {
+      ::kill(pid_, SIGTERM);
+    }
   }
 
   // Waits for the child to exit; its exit code, or kStillRunning after `timeout`.
   int WaitExit(std::chrono::milliseconds timeout) {
-    if (!running()) return kStillRunning;
+    if (!running()) {
+      return kStillRunning;
+    }
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (true) {
       int status = 0;
       pid_t r = ::waitpid(pid_, &status, WNOHANG);
       if (r == pid_) {
         pid_ = -1;
-        if (WIFEXITED(status)) return WEXITSTATUS(status);
-        if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+        if (WIFEXITED(status)) {
+          return WEXITSTATUS(status);
+        }
+        if (WIFSIGNALED(status)) {
+          return 128 + WTERMSIG(status);
+        }
         return -1;
       }
-      if (std::chrono::steady_clock::now() >= deadline) return kStillRunning;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return kStillRunning;
+      }
       std::this_thread::sleep_for(5ms);
     }
   }
 
   void Kill9() {
-    if (!running()) return;
+    if (!running()) {
+      return;
+    }
     ::kill(pid_, SIGKILL);
     int status = 0;
     ::waitpid(pid_, &status, 0);
@@ -418,16 +492,24 @@ class ServerProcess {
     req.timeout = timeout;
     if (!body.empty()) {
       bool has_type = false;
-      for (const auto& [n, v] : headers) has_type = has_type || Lower(n) == "content-type";
-      if (!has_type) req.headers.emplace_back("content-type", "application/json");
+      for (const auto& [n, v] : headers) {
+        has_type = has_type || Lower(n) == "content-type";
+      }
+      if (!has_type) {
+        req.headers.emplace_back("content-type", "application/json");
+      }
     }
     auto res = http::Fetch(req);
-    if (!res.ok()) return res.status();
+    if (!res.ok()) {
+      return res.status();
+    }
     Reply r;
     r.status = res->status;
     r.headers = std::move(res->headers);
     r.body = std::move(res->body);
-    if (auto parsed = ParseJson(r.body); parsed.ok()) r.json = std::move(*parsed);
+    if (auto parsed = ParseJson(r.body); parsed.ok()) {
+      r.json = std::move(*parsed);
+    }
     return r;
   }
 
@@ -446,7 +528,9 @@ class ServerProcess {
   Reply Call(const std::string& method, const std::string& path, const std::string& key,
              const std::string& body = {}, http::Headers extra = {}) const {
     http::Headers headers = Auth(key);
-    for (auto& h : extra) headers.push_back(std::move(h));
+    for (auto& h : extra) {
+      headers.push_back(std::move(h));
+    }
     return Request(method, path, body, headers);
   }
 
@@ -468,8 +552,12 @@ class ServerProcess {
 
  private:
   static std::string Describe(int status) {
-    if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
+    if (WIFEXITED(status)) {
+      return "exit " + std::to_string(WEXITSTATUS(status));
+    }
+    if (WIFSIGNALED(status)) {
+      return "signal " + std::to_string(WTERMSIG(status));
+    }
     return std::to_string(status);
   }
 
@@ -502,7 +590,9 @@ class ServerTest : public ::testing::Test {
   json::object MintKey(const std::string& name, const std::string& scopes_json = "",
                        const std::string& key = "") {
     std::string body = R"({"name":")" + name + "\"";
-    if (!scopes_json.empty()) body += R"(,"scopes":)" + scopes_json;
+    if (!scopes_json.empty()) {
+      body += R"(,"scopes":)" + scopes_json;
+    }
     body += "}";
     Reply r = Call("POST", "/v1/keys", key.empty() ? admin_ : key, body);
     EXPECT_EQ(r.status, 201) << r;
@@ -517,16 +607,26 @@ class ServerTest : public ::testing::Test {
     for (int page = 0; page < 10000; ++page) {
       std::string target = path + (path.find('?') == std::string::npos ? "?" : "&") +
                            "limit=" + std::to_string(limit);
-      if (!cursor.empty()) target += "&cursor=" + http::PercentEncode(cursor);
+      if (!cursor.empty()) {
+        target += "&cursor=" + http::PercentEncode(cursor);
+      }
       Reply r = Call("GET", target, key);
       EXPECT_EQ(r.status, 200) << r;
-      if (r.status != 200) break;
-      for (const auto& item : r.Array("/data")) out.push_back(item.as_object());
+      if (r.status != 200) {
+        break;
+      }
+      for (const auto& item : r.Array("/data")) {
+        out.push_back(item.as_object());
+      }
       const json::value* more = r.Find("/has_more");
-      if (more == nullptr || !more->is_bool() || !more->as_bool()) break;
+      if (more == nullptr || !more->is_bool() || !more->as_bool()) {
+        break;
+      }
       cursor = r.Str("/next_cursor");
       EXPECT_FALSE(cursor.empty()) << "has_more without next_cursor: " << r;
-      if (cursor.empty()) break;
+      if (cursor.empty()) {
+        break;
+      }
     }
     return out;
   }

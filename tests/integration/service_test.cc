@@ -107,7 +107,9 @@ double Sample(const std::string& text, const std::string& name_and_labels) {
 }
 
 TEST_F(ServiceTest, MetricsArePrometheusTextWithRouteLabels) {
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(server().Request("GET", "/healthz").status, 200);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(server().Request("GET", "/healthz").status, 200);
+  }
   EXPECT_EQ(Call("GET", "/v1/me", admin_).status, 200);
   EXPECT_EQ(Call("GET", "/v1/keys/key_nothere", admin_).status, 404);
   EXPECT_EQ(server().Request("GET", "/v1/unknown/abc123").status, 404);
@@ -138,7 +140,9 @@ TEST_F(ServiceTest, MetricsArePrometheusTextWithRouteLabels) {
   std::string line;
   int samples = 0;
   while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
+    if (line.empty() || line[0] == '#') {
+      continue;
+    }
     EXPECT_TRUE(std::regex_match(line, sample)) << "not a Prometheus sample: " << line;
     ++samples;
   }

@@ -12,7 +12,9 @@ class TenancyTest : public ServerTest {
  protected:
   void SetUp() override {
     ServerTest::SetUp();
-    if (HasFatalFailure()) return;
+    if (HasFatalFailure()) {
+      return;
+    }
     Reply me = Call("GET", "/v1/me", admin_);
     ASSERT_EQ(me.status, 200) << me;
     default_admin_id_ = me.Str("/data/key/id");
@@ -31,7 +33,9 @@ class TenancyTest : public ServerTest {
 
   std::set<std::string> Ids(const std::vector<json::object>& items) {
     std::set<std::string> out;
-    for (const auto& o : items) out.insert(S(o, "id"));
+    for (const auto& o : items) {
+      out.insert(S(o, "id"));
+    }
     return out;
   }
 
@@ -171,7 +175,9 @@ TEST_F(TenancyTest, EventsStayInTheWorkspace) {
   std::vector<json::object> acme = ListAll("/v1/events", acme_admin_);
   std::vector<json::object> dflt = ListAll("/v1/events", admin_);
   std::set<std::string> acme_ids = Ids(acme), default_ids = Ids(dflt);
-  for (const auto& id : acme_ids) EXPECT_FALSE(default_ids.contains(id)) << id;
+  for (const auto& id : acme_ids) {
+    EXPECT_FALSE(default_ids.contains(id)) << id;
+  }
 
   std::set<std::string> default_subjects = {default_admin_id_, default_reader_id_,
                                             S(default_ci, "id"), default_ws_id_};
@@ -222,13 +228,17 @@ TEST_F(TenancyTest, WorkspacesListAndGetShowOnlyWhatTheCallerMaySee) {
   // Even via a cursor it cannot walk past its own row.
   Reply page = Call("GET", "/v1/workspaces?cursor=" + http::PercentEncode("czA"), acme_admin_);
   if (page.status == 200) {
-    for (const auto& w : page.Array("/data")) EXPECT_EQ(S(w.as_object(), "slug"), "acme");
+    for (const auto& w : page.Array("/data")) {
+      EXPECT_EQ(S(w.as_object(), "slug"), "acme");
+    }
   }
 
   // The root admin sees both, and each by slug.
   std::vector<json::object> root_list = ListAll("/v1/workspaces", admin_);
   std::set<std::string> slugs;
-  for (const auto& w : root_list) slugs.insert(S(w, "slug"));
+  for (const auto& w : root_list) {
+    slugs.insert(S(w, "slug"));
+  }
   EXPECT_EQ(slugs, (std::set<std::string>{"default", "acme"}));
   Reply got = Call("GET", "/v1/workspaces/acme", admin_);
   EXPECT_EQ(got.status, 200) << got;
