@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 #include <chrono>
+#include <optional>
 
 #include "core/json.h"
 
@@ -91,6 +92,40 @@ std::string Labels(std::string_view route, std::string_view method, int status) 
   return out;
 }
 
+// An Idempotency-Key slot taken by Idempotency::Begin. It is released on every path, also
+// when the operation throws; Finish stores the response for replay first.
+class IdempotencySlot {
+ public:
+  IdempotencySlot(auth::Idempotency& idempotency, std::string key_id, std::string idem_key,
+                  std::string request_hash)
+      : idempotency_(&idempotency),
+        key_id_(std::move(key_id)),
+        idem_key_(std::move(idem_key)),
+        request_hash_(std::move(request_hash)) {}
+  IdempotencySlot(const IdempotencySlot&) = delete;
+  IdempotencySlot& operator=(const IdempotencySlot&) = delete;
+  ~IdempotencySlot() {
+    if (idempotency_ != nullptr) {
+      idempotency_->Abandon(key_id_, idem_key_);
+    }
+  }
+  void Finish(int status, const std::string& body) {
+    // Failures of the server are not stored, so the client's retry can succeed.
+    if (status < 500) {
+      idempotency_->Finish(key_id_, idem_key_, request_hash_, status, body);
+    } else {
+      idempotency_->Abandon(key_id_, idem_key_);
+    }
+    idempotency_ = nullptr;
+  }
+
+ private:
+  auth::Idempotency* idempotency_;
+  std::string key_id_;
+  std::string idem_key_;
+  std::string request_hash_;
+};
+
 }  // namespace
 
 // The metric series of one route, resolved on first use so that the request path costs
@@ -175,8 +210,9 @@ const std::string& Api::openapi() const { return impl_->openapi; }
 
 void Api::Error(const Status& status, const std::string& request_id, http::Response& res) {
   res.status = HttpStatus(status.code());
-  std::string message = status.message();
-  std::string hint = status.hint();
+  // Messages may quote client input (a path, a name); the body must stay valid JSON text.
+  std::string message = ValidUtf8(status.message());
+  std::string hint = ValidUtf8(status.hint());
   if (status.Is(Code::kInternal)) {
     // Internal details (database messages, paths) go to the log, not to the client.
     log::Error("internal error", {{"request_id", request_id}, {"error", status.ToString()}});
@@ -282,6 +318,12 @@ Result<json::object> Api::Impl::Input(const service::Operation& op,
     if (!props->contains(name)) {
       continue;
     }
+    if (input.contains(name)) {
+      // Whichever silently won, the caller would get something it did not ask for.
+      return Status::InvalidArgument("DUPLICATE_FIELD",
+                                     name + ": given both in the query string and in the body",
+                                     "send it in one place only");
+    }
     KILN_ASSIGN_OR_RETURN(json::value v, QueryValue(*props, name, text));
     input[name] = std::move(v);
   }
@@ -316,8 +358,8 @@ void Api::Impl::RunOperation(Api& api, const service::Operation& op,
     return api.Error(input.status(), request_id, res);
   }
 
-  std::string idem_key(req.Header("idempotency-key"));
-  std::string request_hash;
+  std::optional<IdempotencySlot> slot;
+  std::string_view idem_key = req.Header("idempotency-key");
   if (!idem_key.empty() && req.method == "POST") {
     if (idem_key.size() > 255) {
       return api.Error(
@@ -327,8 +369,8 @@ void Api::Impl::RunOperation(Api& api, const service::Operation& op,
     }
     // The whole target (path and query) is part of the request: the same key sent with
     // another query is a different request, not a replay.
-    request_hash = crypto::Sha256Hex(req.method + '\n' + req.target + '\n' + req.body);
-    auto begun = deps.idempotency.Begin(principal->key_id, idem_key, request_hash);
+    std::string request_hash = crypto::Sha256Hex(req.method + '\n' + req.target + '\n' + req.body);
+    auto begun = deps.idempotency.Begin(principal->key_id, std::string(idem_key), request_hash);
     if (!begun.ok()) {
       return api.Error(begun.status(), request_id, res);
     }
@@ -339,8 +381,8 @@ void Api::Impl::RunOperation(Api& api, const service::Operation& op,
       res.Set("Idempotent-Replayed", "true");
       return;
     }
-  } else {
-    idem_key.clear();
+    slot.emplace(deps.idempotency, principal->key_id, std::string(idem_key),
+                 std::move(request_hash));
   }
 
   service::Context ctx{*principal, request_id};
@@ -359,13 +401,8 @@ void Api::Impl::RunOperation(Api& api, const service::Operation& op,
       res.body = json::serialize(json::object{{"data", std::move(*result)}});
     }
   }
-  if (!idem_key.empty()) {
-    // Failures of the server are not stored, so the client's retry can succeed.
-    if (res.status < 500) {
-      deps.idempotency.Finish(principal->key_id, idem_key, request_hash, res.status, res.body);
-    } else {
-      deps.idempotency.Abandon(principal->key_id, idem_key);
-    }
+  if (slot) {
+    slot->Finish(res.status, res.body);
   }
 }
 

@@ -78,6 +78,8 @@ class Authenticator {
   // `credential` is the bearer value or X-API-Key value (empty when none was sent).
   Result<Principal> Authenticate(std::string_view credential);
   Result<std::string> IssueJwt(const Principal& principal, int ttl_seconds, int64_t* expires_ms);
+  // Called after a key's revocation commits: drops it from the cache and keeps a concurrent
+  // lookup that read the row before the revocation from caching it.
   void Forget(const std::string& key_id);
 
  private:
@@ -96,6 +98,7 @@ class Authenticator {
   std::unordered_map<std::string, Cached> by_hash_;       // key hash -> principal
   std::unordered_map<std::string, std::string> hash_of_;  // key id -> key hash
   std::unordered_map<std::string, int64_t> touched_ms_;   // key id -> last_used written
+  std::unordered_set<std::string> forgotten_;             // revoked key ids, never cached
 };
 
 // Token buckets per key: `rate` tokens per second up to `burst`.
@@ -112,6 +115,7 @@ class RateLimiter {
   Decision Take(const std::string& key_id);
 
  private:
+  int SecondsFor(double tokens) const;  // time to refill `tokens`, at most a day
   struct Bucket {
     double tokens;
     int64_t updated_ms;

@@ -186,6 +186,27 @@ TEST_F(AuthTest, KeyAuthenticationRevocationAndJwt) {
   EXPECT_EQ(auth.Authenticate(g.secret).status().error_code(), "KEY_REVOKED");
 }
 
+// A lookup that read the key's row just before a revocation committed must not cache it: the
+// stale row says "active", but Forget() has already run. Forget without revoking the row
+// stands in for that interleaving.
+TEST_F(AuthTest, ForgottenKeyIsNotCachedFromAStaleRead) {
+  Authenticator auth(*store_, "jwt-key", clock_);
+  GeneratedKey g = GenerateKey();
+  store::ApiKey k;
+  k.id = NewId("key");
+  k.workspace_id = store_->GetWorkspaceBySlug("default")->id;
+  k.name = "racy";
+  k.prefix = g.prefix;
+  k.hash = g.hash;
+  k.scopes = {"read"};
+  k.created_ms = clock_.NowMs();
+  store::Event e{0, NewId("evt"), k.workspace_id, "key.created", "", k.id, "{}", k.created_ms};
+  ASSERT_TRUE(store_->InsertKey(k, e).ok());
+  auth.Forget(k.id);
+  EXPECT_EQ(auth.Authenticate(g.secret).status().error_code(), "KEY_REVOKED");
+  EXPECT_EQ(auth.Authenticate(g.secret).status().error_code(), "KEY_REVOKED");
+}
+
 TEST_F(AuthTest, IdempotencyReplaysSealedResponses) {
   auto box = crypto::SecretBox::FromKey(std::string(32, 'x'));
   Idempotency idem(*store_, box, clock_);

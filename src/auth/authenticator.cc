@@ -67,6 +67,12 @@ Result<Principal> Authenticator::FromKey(std::string_view secret) {
     }
     KILN_ASSIGN_OR_RETURN(Principal principal, LoadPrincipal(*key));
     std::lock_guard lock(mu_);
+    if (forgotten_.contains(principal.key_id)) {
+      // Revoked between our read and now: the row we read is stale, and caching it would
+      // keep the key alive until the cache entry expires.
+      return Status::Unauthenticated("KEY_REVOKED", "the API key was revoked",
+                                     "ask a workspace admin for a new key");
+    }
     if (by_hash_.size() >= kMaxCached) {
       by_hash_.clear();
     }
@@ -158,6 +164,7 @@ Result<std::string> Authenticator::IssueJwt(const Principal& principal, int ttl_
 
 void Authenticator::Forget(const std::string& key_id) {
   std::lock_guard lock(mu_);
+  forgotten_.insert(key_id);
   auto it = hash_of_.find(key_id);
   if (it != hash_of_.end()) {
     by_hash_.erase(it->second);

@@ -8,6 +8,12 @@ namespace kiln::auth {
 RateLimiter::RateLimiter(double rate, int burst, const Clock& clock)
     : rate_(rate), burst_(burst), clock_(clock) {}
 
+int RateLimiter::SecondsFor(double tokens) const {
+  // Clamped before the cast: a tiny rate would otherwise overflow int (undefined behaviour).
+  constexpr double kDay = 86400;
+  return static_cast<int>(std::min(std::ceil(tokens / rate_), kDay));
+}
+
 RateLimiter::Decision RateLimiter::Take(const std::string& key_id) {
   int64_t now = clock_.NowMs();
   std::lock_guard lock(mu_);
@@ -25,11 +31,10 @@ RateLimiter::Decision RateLimiter::Take(const std::string& key_id) {
     d.allowed = true;
   } else {
     d.allowed = false;
-    d.retry_after_s = static_cast<int>(std::ceil((1.0 - b.tokens) / rate_));
-    d.retry_after_s = std::max(d.retry_after_s, 1);
+    d.retry_after_s = std::max(SecondsFor(1.0 - b.tokens), 1);
   }
   d.remaining = static_cast<int>(std::floor(b.tokens));
-  d.reset_s = static_cast<int>(std::ceil((burst_ - b.tokens) / rate_));
+  d.reset_s = SecondsFor(burst_ - b.tokens);
   return d;
 }
 

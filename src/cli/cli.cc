@@ -106,6 +106,9 @@ int Main(int argc, char** argv) {
   app.set_version_flag("--version", "kiln 0.1.0");
   Globals g;
   app.add_flag("--json", g.json, "print machine-readable JSON")->configurable(false);
+  // Subcommands created from here on hand options they do not know (--json) back to the
+  // app, so `kiln keys list --json` works as well as `kiln --json keys list`.
+  app.fallthrough();
   int code = kOk;
 
   // kiln server

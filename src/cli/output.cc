@@ -74,6 +74,17 @@ void PrintTable(const Output& out, const std::vector<std::string>& header,
 void PrintJson(const json::value& value) { std::printf("%s\n", json::serialize(value).c_str()); }
 
 int ReportError(const Output& out, const Status& status) {
+  int code = status.Is(Code::kUnavailable) || status.error_code() == "NOT_LOGGED_IN" ? kUnreachable
+                                                                                     : kApiError;
+  if (out.json) {
+    // Scripts get the same envelope the API uses, on stderr; stdout stays for results.
+    json::object error{{"code", status.error_code()}, {"message", status.message()}};
+    if (!status.hint().empty()) {
+      error["hint"] = status.hint();
+    }
+    std::fprintf(stderr, "%s\n", json::serialize(json::object{{"error", error}}).c_str());
+    return code;
+  }
   bool color = out.color && ::isatty(STDERR_FILENO);
   std::string label = color ? "\033[31merror:\033[0m " : "error: ";
   std::fprintf(stderr, "%s%s", label.c_str(), status.message().c_str());
@@ -84,10 +95,7 @@ int ReportError(const Output& out, const Status& status) {
   if (!status.hint().empty()) {
     std::fprintf(stderr, "hint: %s\n", status.hint().c_str());
   }
-  if (status.Is(Code::kUnavailable) || status.error_code() == "NOT_LOGGED_IN") {
-    return kUnreachable;
-  }
-  return kApiError;
+  return code;
 }
 
 }  // namespace kiln::cli

@@ -17,6 +17,9 @@ namespace json = boost::json;
 // Parses a request body; errors are INVALID_JSON with the position of the fault.
 Result<json::value> ParseJson(std::string_view text);
 std::string ToJson(const json::value& value);
+// `text` with every invalid UTF-8 sequence replaced by U+FFFD, for strings that quote client
+// bytes (Boost.JSON serializes strings byte for byte, which would make invalid JSON text).
+std::string ValidUtf8(std::string_view text);
 
 // Typed reads from an object that was already validated against a schema.
 std::string GetString(const json::object& obj, std::string_view key, std::string_view dflt = {});

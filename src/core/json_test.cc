@@ -52,5 +52,19 @@ TEST(JsonTest, TolerantReaders) {
   EXPECT_EQ(GetInt(o2, "u"), 42);
 }
 
+TEST(JsonTest, ValidUtf8KeepsGoodTextAndReplacesBadBytes) {
+  EXPECT_EQ(ValidUtf8("plain /v1/keys"), "plain /v1/keys");
+  EXPECT_EQ(ValidUtf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x94\xA5"),
+            "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x94\xA5");
+  const std::string kBad = "\xEF\xBF\xBD";
+  EXPECT_EQ(ValidUtf8("/v1/\xFF\xFE"), "/v1/" + kBad + kBad);
+  EXPECT_EQ(ValidUtf8("\xC0\xAF"), kBad + kBad);             // overlong '/'
+  EXPECT_EQ(ValidUtf8("\xED\xA0\x80"), kBad + kBad + kBad);  // a UTF-16 surrogate
+  EXPECT_EQ(ValidUtf8("ab\xE2\x82"), "ab" + kBad + kBad);    // cut short
+  // Whatever goes in, the result serializes to JSON text that parses back.
+  std::string text = json::serialize(json::value(ValidUtf8("x\x80\xF5\x90y")));
+  EXPECT_TRUE(ParseJson(text).ok()) << text;
+}
+
 }  // namespace
 }  // namespace kiln

@@ -1,6 +1,8 @@
 #include "daemon/daemon.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,20 +25,52 @@ namespace fs = std::filesystem;
 
 Status PrepareDataDir(const fs::path& dir) {
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  bool created = fs::create_directories(dir, ec);
   if (ec) {
     return Status::Unavailable("DATA_DIR_UNUSABLE",
                                "cannot create data directory " + dir.string() + ": " + ec.message(),
                                "pass a writable --data-dir");
   }
-  // Keys and the database live here: nobody else needs to read it.
-  ::chmod(dir.c_str(), 0700);
+  // Keys and the database live here: nobody else needs to read it. An existing directory is
+  // the operator's choice (it may be ~ or /var/lib by mistake), so it is only warned about.
+  struct stat st {};
+  if (created) {
+    if (::chmod(dir.c_str(), 0700) != 0) {
+      return Status::FromErrno("chmod(\"" + dir.string() + "\")", errno);
+    }
+  } else if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    log::Warn(
+        "data directory is readable by other users",
+        {{"data_dir", dir.string()}, {"hint", "chmod 700 it; keys and the database are here"}});
+  }
   if (::access(dir.c_str(), W_OK) != 0) {
     return Status::Unavailable("DATA_DIR_UNUSABLE",
                                "data directory " + dir.string() + " is not writable",
                                "pass a writable --data-dir");
   }
   return Status::Ok();
+}
+
+// One server per data directory: a second one would keep its own key cache, rate limits and
+// idempotency slots, and two first starts would race to write master.key and admin.key. The
+// lock is released by the kernel when the process exits, however it exits.
+Result<int> LockDataDir(const fs::path& dir) {
+  fs::path path = dir / "kiln.lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Status::FromErrno("open(\"" + path.string() + "\")", errno);
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return Status::Unavailable("DATA_DIR_IN_USE",
+                                 "another kiln server is already using " + dir.string(),
+                                 "stop it first, or pass another --data-dir");
+    }
+    return Status::FromErrno("flock(\"" + path.string() + "\")", err);
+  }
+  return fd;
 }
 
 // Background chores: idempotency records older than 24 h are purged.
@@ -97,6 +131,10 @@ int Run(const Config& config) {
   const fs::path data_dir(config.server.data_dir);
   if (Status s = PrepareDataDir(data_dir); !s.ok()) {
     return Fail(s);
+  }
+  auto lock_fd = LockDataDir(data_dir);
+  if (!lock_fd.ok()) {
+    return Fail(lock_fd.status());
   }
   auto store = store::OpenSqliteStore(data_dir / "kiln.db");
   if (!store.ok()) {

@@ -128,6 +128,17 @@ store::ApiKey NewKey(const Deps& d, const std::string& ws, std::string name,
   return key;
 }
 
+// A key of the caller's workspace; another workspace's key looks exactly like a missing one.
+Result<store::ApiKey> FindKey(const Deps& d, const std::string& workspace_id,
+                              const std::string& id) {
+  auto key = d.store.GetKey(workspace_id, id);
+  if (!key.ok() && key.status().Is(Code::kNotFound)) {
+    return Status::NotFound("KEY_NOT_FOUND", "no key " + id + " in this workspace",
+                            "list the workspace's keys with GET /v1/keys (kiln keys list)");
+  }
+  return key;
+}
+
 void AddAuthOps(const Deps& d, std::vector<Operation>& out) {
   Operation token;
   token.name = "auth.token";
@@ -401,7 +412,7 @@ void AddKeyOps(const Deps& d, std::vector<Operation>& out) {
   get.output = Schema(kKeySchema);
   get.run = [&d](Context& ctx, const json::object& in) -> Result<json::value> {
     KILN_ASSIGN_OR_RETURN(store::ApiKey key,
-                          d.store.GetKey(ctx.principal.workspace.id, GetString(in, "id")));
+                          FindKey(d, ctx.principal.workspace.id, GetString(in, "id")));
     return json::value(KeyJson(key, d.clock.NowMs()));
   };
   out.push_back(std::move(get));
@@ -423,7 +434,7 @@ void AddKeyOps(const Deps& d, std::vector<Operation>& out) {
   revoke.output = Schema(kKeySchema);
   revoke.run = [&d](Context& ctx, const json::object& in) -> Result<json::value> {
     const auth::Principal& p = ctx.principal;
-    KILN_ASSIGN_OR_RETURN(store::ApiKey key, d.store.GetKey(p.workspace.id, GetString(in, "id")));
+    KILN_ASSIGN_OR_RETURN(store::ApiKey key, FindKey(d, p.workspace.id, GetString(in, "id")));
     std::string confirm = GetString(in, "confirm");
     if (confirm != key.id && confirm != key.name) {
       return ConfirmRequired("revoking key \"" + key.name + "\"", key.id);

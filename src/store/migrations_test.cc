@@ -31,6 +31,23 @@ int64_t QueryInt(sqlite::Db& db, std::string_view sql) {
   return stmt->Int64(0);
 }
 
+// Control state must survive a power cut, not just a crash: WAL with synchronous=FULL on every
+// connection the store opens (a kill -9 test cannot tell FULL from OFF, the page cache
+// survives it).
+TEST(SqliteDbTest, ConnectionsUseWalAndFullSync) {
+  TempDir dir;
+  for (bool read_only : {false, true}) {
+    auto db = sqlite::Db::Open((dir.path() / "kiln.db").string(), read_only);
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    auto mode = (*db)->Prepare({"journal mode", "PRAGMA journal_mode"});
+    ASSERT_TRUE(mode.ok());
+    ASSERT_TRUE(*mode->Step());
+    EXPECT_EQ(mode->Text(0), "wal") << (read_only ? "reader" : "writer");
+    EXPECT_EQ(QueryInt(**db, "PRAGMA synchronous"), 2) << "2 is FULL";
+    EXPECT_EQ(QueryInt(**db, "PRAGMA foreign_keys"), 1);
+  }
+}
+
 TEST(MigrationsTest, VersionsAreConsecutiveFromOne) {
   int expected = 1;
   for (const Migration& m : Migrations()) {

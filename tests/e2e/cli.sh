@@ -165,6 +165,13 @@ run "$kiln" workspaces create acme
 check "a duplicate workspace fails with exit 1" test "$rc" -eq 1
 check "... and says WORKSPACE_EXISTS" grep -q WORKSPACE_EXISTS <<<"$err"
 
+run "$kiln" keys list --json
+check "--json also works after the subcommand" test "$(json_get 'len(d["data"])' <<<"$out" 2>/dev/null)" -ge 2
+run env KILN_API_KEY="$secret" "$kiln" whoami --json
+check "an error in --json mode exits 1" test "$rc" -eq 1
+check "... with the error envelope on stderr" test "$(json_get 'd["error"]["code"]' <<<"$err" 2>/dev/null)" = KEY_REVOKED
+check "... and nothing on stdout" test -z "$out"
+
 # --- output ----------------------------------------------------------------------------------
 esc=$'\033'
 run "$kiln" keys list
@@ -204,6 +211,12 @@ check "... naming the key" grep -q 'server.bogus_key' <<<"$err"
 check "... with a hint" grep -q '^hint: ' <<<"$err"
 run "$kiln" server --listen 127.0.0.1:0 --data-dir "$tmp/other" --config "$tmp/missing.toml"
 check "a missing config file exits 2" test "$rc" -eq 2
+
+run "$kiln" server --listen 127.0.0.1:0 --data-dir "$tmp/data"
+check "a second server on the same data dir exits 1" test "$rc" -eq 1
+check "... saying DATA_DIR_IN_USE" grep -q DATA_DIR_IN_USE <<<"$err"
+run "$kiln" whoami
+check "... and the first one keeps serving" test "$rc" -eq 0
 
 # --- a stopped server -------------------------------------------------------------------------
 kill -TERM "$server_pid"

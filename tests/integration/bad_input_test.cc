@@ -29,9 +29,7 @@ class BadInputTest : public ServerTest {
     EXPECT_EQ(r.ErrorCode(), code) << r;
     EXPECT_FALSE(r.Str("/error/message").empty()) << r;
     EXPECT_FALSE(r.Str("/error/requestId").empty()) << r;
-    if (r.status != 413 && r.status != 431) {  // see ListenerErrorsHaveARequestId
-      EXPECT_FALSE(r.Header("x-request-id").empty()) << "no X-Request-Id on " << r;
-    }
+    EXPECT_FALSE(r.Header("x-request-id").empty()) << "no X-Request-Id on " << r;
     EXPECT_TRUE(r.Header("content-type").starts_with("application/json")) << r;
     EXPECT_EQ(server().Request("GET", "/healthz").status, 200);
   }
@@ -42,6 +40,25 @@ TEST_F(BadInputTest, MalformedJson) {
   ExpectError(r, 400, "INVALID_JSON");
   ExpectError(Call("POST", "/v1/keys", admin_, "not json at all"), 400, "INVALID_JSON");
   ExpectError(Call("POST", "/v1/keys", admin_, R"({"name":"a"} trailing)"), 400, "INVALID_JSON");
+}
+
+TEST_F(BadInputTest, FieldInQueryAndBodyIsRefused) {
+  Reply r = Call("POST", "/v1/keys?name=fromquery", admin_, R"({"name":"frombody"})");
+  ExpectError(r, 400, "DUPLICATE_FIELD");
+  EXPECT_NE(r.Str("/error/message").find("name"), std::string::npos) << r;
+  // Nothing was minted under either name.
+  Reply keys = Call("GET", "/v1/keys", admin_);
+  for (const auto& k : keys.Array("/data")) {
+    EXPECT_NE(S(k.as_object(), "name"), "fromquery");
+    EXPECT_NE(S(k.as_object(), "name"), "frombody");
+  }
+}
+
+TEST_F(BadInputTest, ErrorsQuotingBadBytesAreStillJson) {
+  // The 404 message quotes the decoded path; \xFF\xFE are not UTF-8.
+  Reply r = Call("GET", "/v1/%FF%FE", admin_);
+  ExpectError(r, 404, "ROUTE_NOT_FOUND");
+  EXPECT_NE(r.Str("/error/message").find("\xEF\xBF\xBD"), std::string::npos) << r;
 }
 
 TEST_F(BadInputTest, BodyMustBeAnObject) {
@@ -141,7 +158,6 @@ TEST_F(BadInputTest, SlowClientIsCutOffWhileOthersAreServed) {
   // Another client is served while the slow one stalls.
   Reply other = server().Request("GET", "/healthz");
   EXPECT_EQ(other.status, 200) << other;
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 400ms) << "the slow client blocked others";
   Reply other_auth = Call("GET", "/v1/me", admin_);
   EXPECT_EQ(other_auth.status, 200) << other_auth;
 
@@ -149,17 +165,12 @@ TEST_F(BadInputTest, SlowClientIsCutOffWhileOthersAreServed) {
   std::string got = slow.Read(3s, &closed);
   auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_TRUE(closed) << "the stalled connection was not closed; got: " << got;
-  EXPECT_LT(elapsed, 2s) << "header_timeout_ms = 500 took "
-                         << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
-                         << " ms";
   EXPECT_GE(elapsed, 400ms) << "cut off before header_timeout_ms";
-  if (!got.empty()) {
-    auto reply = ParseRawResponse(got);
-    ASSERT_TRUE(reply.has_value()) << got;
-    std::printf("[   INFO   ] the stalled client got HTTP %d\n", reply->status);
-    EXPECT_EQ(reply->status, 408) << got;
-    EXPECT_EQ(reply->ErrorCode(), "REQUEST_TIMEOUT") << got;
-  }
+  // It is told why before the connection closes.
+  auto reply = ParseRawResponse(got);
+  ASSERT_TRUE(reply.has_value()) << "no response before the close: " << got;
+  EXPECT_EQ(reply->status, 408) << got;
+  EXPECT_EQ(reply->ErrorCode(), "REQUEST_TIMEOUT") << got;
 }
 
 TEST_F(BadInputTest, SilentConnectionIsClosed) {
@@ -169,7 +180,7 @@ TEST_F(BadInputTest, SilentConnectionIsClosed) {
   auto start = std::chrono::steady_clock::now();
   idle.Read(3s, &closed);
   EXPECT_TRUE(closed) << "a connection that never sends is held open";
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 400ms) << "closed before header_timeout_ms";
 }
 
 TEST_F(BadInputTest, OversizedHeaderIs431) {

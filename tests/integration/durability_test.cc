@@ -43,7 +43,9 @@ class DurabilityTest : public ServerTest {
  protected:
   // Four writers on one admin key must not be throttled.
   std::string Config() override {
-    return "[limits]\nrate_per_second = 1000000\nrate_burst = 1000000\n";
+    // A long grace period, so that "exits promptly" below cannot be the grace running out.
+    return "[limits]\nrate_per_second = 1000000\nrate_burst = 1000000\n"
+           "[server]\nshutdown_grace_ms = 30000\n";
   }
 };
 
@@ -235,7 +237,7 @@ TEST_F(DurabilityTest, SigtermWithIdleConnectionsExitsPromptly) {
   ASSERT_TRUE(RawClient::Complete(raw)) << raw;
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(server().Stop(), 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s) << "idle connections held the shutdown";
   bool closed = false;
   idle.Read(2s, &closed);
   EXPECT_TRUE(closed);

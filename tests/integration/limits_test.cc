@@ -121,11 +121,16 @@ TEST_F(IdempotencyTest, DifferentQueryIsADifferentRequest) {
   // request that differs only in its query is a different request: never a replay of the
   // first one's answer.
   Reply first = Call("POST", "/v1/keys?name=first", admin_, "{}", {{"idempotency-key", "Q"}});
+  ASSERT_EQ(first.status, 201) << first;
+  EXPECT_EQ(first.Str("/data/name"), "first") << first;
   Reply second = Call("POST", "/v1/keys?name=second", admin_, "{}", {{"idempotency-key", "Q"}});
-  if (first.status == 201) {
-    EXPECT_TRUE(second.status == 422 || second.Str("/data/name") != "first")
-        << "a request for key \"second\" was answered with the replay of key \"first\": " << second;
-  }
+  EXPECT_EQ(second.status, 422)
+      << "a request for key \"second\" was answered with the replay of key \"first\": " << second;
+  EXPECT_EQ(second.ErrorCode(), "IDEMPOTENCY_KEY_REUSED") << second;
+  // The same query again is the same request: replayed.
+  Reply again = Call("POST", "/v1/keys?name=first", admin_, "{}", {{"idempotency-key", "Q"}});
+  EXPECT_EQ(again.status, 201) << again;
+  EXPECT_EQ(again.Str("/data/id"), first.Str("/data/id")) << again;
 }
 
 TEST_F(IdempotencyTest, KeysAreScopedToTheCallingApiKey) {
