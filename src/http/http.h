@@ -4,7 +4,8 @@
 //
 // Server threading: one io_context per I/O thread; a connection lives on one thread for its
 // whole life, and its handler calls run on that thread, one request at a time. Handlers may
-// block briefly (a database read); long work belongs on other threads.
+// block briefly (a database read); long work belongs on other threads: a handler that calls
+// Response::Defer() returns at once and answers later, from any thread, through the Stream.
 
 #include <chrono>
 #include <cstdint>
@@ -36,6 +37,65 @@ struct Request {
   std::optional<std::string> Query(std::string_view name) const;
 };
 
+struct Response;
+
+// A response completed after the handler returns, from any thread: the result of deferred work
+// (Finish) or a stream of chunks such as Server-Sent Events (Begin, Write..., End).
+//
+// Thread-safety: every method may be called from any thread; calls from several threads are
+// serialized, in the order they take the stream's lock.
+// Ownership: the producer keeps the shared_ptr for as long as it produces. The stream stays
+// valid after the connection or the server is gone (calls then do nothing and Write returns
+// false). Letting the last reference go without Finish sends a 500 built by the server's
+// ErrorResponder; without End after Begin, it ends the body as End would.
+// Exactly one of Finish or Begin takes effect; later calls of either are ignored.
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  // Completes a deferred response as a whole: Content-Length framing, keep-alive as for a
+  // handler's own response. Ignored after Finish or Begin, or once the client is gone.
+  virtual void Finish(Response response) = 0;
+  // Starts a streamed response: the status line and headers go out now, the body follows as
+  // Write calls (Transfer-Encoding: chunked for HTTP/1.1; for HTTP/1.0 no framing, and the
+  // connection closes at End). For HEAD and for 1xx, 204 and 304 the response is complete
+  // with its headers: Write then returns false. The handler's Content-Length,
+  // Transfer-Encoding and Connection headers are dropped, as for any response. False when the
+  // stream was already answered or closed.
+  virtual bool Begin(int status, Headers headers) = 0;
+  // Queues `data` (copied once) as the next piece of the body; an empty `data` sends nothing.
+  // Backpressure: blocks the caller while more than 1 MiB is queued and not yet written to
+  // the socket, so a slow reader slows the producer; the write deadline
+  // (ServerOptions::read_timeout per socket write) bounds the wait. A call from the
+  // connection's own I/O thread (inside the handler) never blocks.
+  // Returns false once the producer should stop: not begun, ended, the client is gone, a
+  // write failed or timed out, or the server is shutting down.
+  virtual bool Write(std::string_view data) = 0;
+  // Ends a streamed response; the connection then goes on with keep-alive if allowed.
+  virtual void End() = 0;
+  // True once Write would return false (and once Finish has been called). A producer that
+  // writes rarely, such as a quiet log follower, can poll it to notice a client gone: the
+  // server watches the socket for the peer closing while it waits for the producer.
+  virtual bool Closed() const = 0;
+};
+
+namespace internal {
+class Connection;
+struct ResponseAccess;
+// Ties a Response to the connection that passed it to the handler. A copy is not tied to
+// anything, so only that one Response can Defer, and a copy kept past the request cannot
+// reach a connection that is gone.
+class ConnectionLink {
+ public:
+  ConnectionLink() = default;
+  ConnectionLink(const ConnectionLink& /*other*/) noexcept {}
+  ConnectionLink& operator=(const ConnectionLink& /*other*/) noexcept { return *this; }
+
+ private:
+  friend struct ResponseAccess;
+  Connection* connection_ = nullptr;
+};
+}  // namespace internal
+
 struct Response {
   int status = 200;
   Headers headers;
@@ -43,6 +103,18 @@ struct Response {
   bool close = false;  // close the connection after this response
 
   void Set(std::string name, std::string value);
+
+  // Called by a handler that answers later: the server then ignores the rest of this
+  // Response (headers set so far included: repeat them in Finish or Begin) and waits for the
+  // stream, without holding the I/O thread; the connection has no read deadline meanwhile.
+  // Calling it again returns the same stream. On a Response that no server passed to a
+  // handler (a copy, or one built in a test), it returns a stream that is already closed.
+  std::shared_ptr<Stream> Defer();
+
+ private:
+  friend struct internal::ResponseAccess;
+  internal::ConnectionLink link_;
+  std::shared_ptr<Stream> stream_;  // set by Defer
 };
 
 using Handler = std::function<void(const Request&, Response&)>;
@@ -73,8 +145,12 @@ class Server {
   // responses carry Connection: close), then stops the threads; connections still busy
   // after the grace period are cut. Returns once the threads have exited. Idempotent.
   // Must not be called from a handler (it waits for the handler's own thread).
+  // Deferred responses not yet finished count as requests in flight and get the grace
+  // period; streams already begun are closed at once (Write returns false, the body is ended
+  // after the chunk being written), so a follow stream does not hold up shutdown.
   virtual void Shutdown() = 0;
-  // Number of requests being handled right now (for /metrics and shutdown logs).
+  // Number of requests being handled right now, deferred and streamed responses included
+  // until they complete (for /metrics and shutdown logs).
   virtual int64_t InFlight() const = 0;
 };
 

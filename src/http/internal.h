@@ -34,4 +34,20 @@ void FormatDateLine(int64_t unix_seconds, std::string& out);
 void SerializeHead(const Response& response, bool keep_alive, bool http10,
                    std::string_view date_line, std::string& out);
 
+// The head of a streamed response (Stream::Begin): framing as SerializeHead, but
+// Transfer-Encoding: chunked instead of a length; for HTTP/1.0 no framing at all, the body
+// ending when the connection closes (the caller then passes keep_alive = false, unless the
+// response has no body).
+void SerializeStreamHead(int status, const Headers& headers, bool keep_alive, bool http10,
+                         std::string_view date_line, std::string& out);
+
+// False for the statuses whose responses never have a body: 1xx, 204 and 304. An invalid
+// status is sent as 500, which has one.
+inline bool StatusAllowsBody(int status) {
+  if (status >= 100 && status < 200) {
+    return false;
+  }
+  return status != 204 && status != 304;
+}
+
 }  // namespace kiln::http::internal

@@ -132,12 +132,14 @@ void FormatDateLine(int64_t unix_seconds, std::string& out) {
   out.assign(text, n);
 }
 
-void SerializeHead(const Response& response, bool keep_alive, bool http10,
-                   std::string_view date_line, std::string& out) {
-  int status = response.status;
-  if (status < 100 || status > 999) {
-    status = 500;
-  }
+namespace {
+
+int SentStatus(int status) { return status < 100 || status > 999 ? 500 : status; }
+
+// The status line, the Date line and the handler's headers, less those that would change the
+// framing, which belongs to the server, or split the response.
+void AppendStatusAndHeaders(int status, const Headers& headers, std::string_view date_line,
+                            std::string& out) {
   out.clear();
   out += "HTTP/1.1 ";
   AppendNumber(out, static_cast<uint64_t>(status));
@@ -145,8 +147,7 @@ void SerializeHead(const Response& response, bool keep_alive, bool http10,
   out += StatusReason(status);
   out += "\r\n";
   out += date_line;
-  for (const auto& [name, value] : response.headers) {
-    // Framing belongs to the server; a header that would split the response is dropped.
+  for (const auto& [name, value] : headers) {
     if (EqualsLower(name, "content-length") || EqualsLower(name, "connection") ||
         EqualsLower(name, "transfer-encoding") || name.empty() || HasLineBreak(name) ||
         HasLineBreak(value)) {
@@ -157,18 +158,40 @@ void SerializeHead(const Response& response, bool keep_alive, bool http10,
     out += value;
     out += "\r\n";
   }
-  bool bodiless = status < 200 || status == 204 || status == 304;
-  if (!bodiless) {
-    out += "Content-Length: ";
-    AppendNumber(out, response.body.size());
-    out += "\r\n";
-  }
+}
+
+void AppendConnectionAndEnd(bool keep_alive, bool http10, std::string& out) {
   if (!keep_alive) {
     out += "Connection: close\r\n";
   } else if (http10) {
     out += "Connection: keep-alive\r\n";
   }
   out += "\r\n";
+}
+
+}  // namespace
+
+void SerializeHead(const Response& response, bool keep_alive, bool http10,
+                   std::string_view date_line, std::string& out) {
+  int status = SentStatus(response.status);
+  AppendStatusAndHeaders(status, response.headers, date_line, out);
+  if (StatusAllowsBody(status)) {
+    out += "Content-Length: ";
+    AppendNumber(out, response.body.size());
+    out += "\r\n";
+  }
+  AppendConnectionAndEnd(keep_alive, http10, out);
+}
+
+void SerializeStreamHead(int status, const Headers& headers, bool keep_alive, bool http10,
+                         std::string_view date_line, std::string& out) {
+  status = SentStatus(status);
+  AppendStatusAndHeaders(status, headers, date_line, out);
+  // HTTP/1.0 has no chunked coding: the body ends where the connection does.
+  if (StatusAllowsBody(status) && !http10) {
+    out += "Transfer-Encoding: chunked\r\n";
+  }
+  AppendConnectionAndEnd(keep_alive, http10, out);
 }
 
 }  // namespace internal

@@ -11,9 +11,17 @@
 // worker cancels the operations of sessions whose deadline has passed. The cancelled
 // connection then still owns an open socket, which lets it answer 408 before closing.
 //
-// Shutdown: stop accepting, cancel the sessions waiting for a request, let busy ones finish
-// (their response says Connection: close), then stop the threads once every session has
-// ended or the grace period is over.
+// Deferred responses (Response::Defer): the handler returns at once and the connection's
+// coroutine, still on its own thread, awaits the producer through a StreamState (stream.h):
+// a timer used as an event that the producer wakes with a job posted to this io_context. The
+// I/O thread serves its other connections meanwhile. While it waits the connection has no
+// read deadline, but each socket write has the usual write deadline, and a read stays
+// pending on the socket so that a client that hangs up is noticed without a write.
+//
+// Shutdown: stop accepting, cancel the sessions waiting for a request, close the streams
+// that have begun (a follow stream would otherwise last the whole grace period), let busy
+// ones finish (their response says Connection: close; a deferred response is busy), then stop
+// the threads once every session has ended or the grace period is over.
 
 #include <sys/socket.h>
 #include <time.h>
@@ -23,6 +31,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
@@ -37,7 +46,9 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -53,6 +64,7 @@
 #include "core/log.h"
 #include "http/http.h"
 #include "http/internal.h"
+#include "http/stream.h"
 
 namespace kiln::http {
 namespace {
@@ -63,8 +75,7 @@ namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using Executor = asio::io_context::executor_type;
 using Socket = asio::basic_stream_socket<tcp, Executor>;
-using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
-                                         asio::wait_traits<std::chrono::steady_clock>, Executor>;
+using Timer = internal::WakeTimer;
 using SteadyTime = std::chrono::steady_clock::time_point;
 using Parser = bhttp::request_parser<bhttp::string_body>;
 
@@ -75,6 +86,16 @@ constexpr size_t kReadChunk = 8192;
 // destroy our response in flight.
 constexpr std::chrono::milliseconds kLingerTime{2000};
 constexpr size_t kLingerBytes = 1 << 20;
+constexpr std::string_view kCrlf = "\r\n";
+constexpr std::string_view kLastChunk = "0\r\n\r\n";
+constexpr size_t kChunkSizeLineMax = 18;  // 16 hex digits and CRLF
+
+// How the request that a deferred response answers wants it framed.
+struct Exchange {
+  bool keep_alive = false;  // the client allows it and the server is not stopping
+  bool http10 = false;
+  bool head_only = false;
+};
 
 std::string FormatEndpoint(const tcp::endpoint& endpoint) {
   std::string out;
@@ -129,6 +150,10 @@ struct Session {
   SteadyTime deadline = SteadyTime::max();
   bool timed_out = false;  // the sweep cancelled the pending operation
   bool idle = true;        // waiting for the first byte of a request
+  // While a deferred response is delivered: its stream and the timer that wakes the
+  // connection (both owned by the connection's coroutine).
+  internal::StreamState* stream = nullptr;
+  Timer* wake = nullptr;
   Session* prev = nullptr;
   Session* next = nullptr;
 
@@ -216,12 +241,23 @@ class ServerImpl final : public Server {
   asio::awaitable<void> Accept();
   asio::awaitable<void> Sweep(Worker* worker);
   asio::awaitable<void> RunSession(Worker* worker, Socket socket);
+  // Writes the response a handler deferred to `stream`, as the producer provides it. True
+  // when the connection may go on to the next request. Not inlined: it keeps the rare path
+  // out of RunSession.
+  [[gnu::noinline]] asio::awaitable<bool> Deliver(Worker* worker, Session* session, Socket* socket,
+                                                  beast::flat_buffer* buffer,
+                                                  std::shared_ptr<internal::StreamState> stream,
+                                                  Exchange exchange, Response* response,
+                                                  std::string* head);
   // Reads and discards what the client still sends, for a moment, before the socket closes.
   asio::awaitable<void> Linger(Session* session, Socket* socket);
 
   bool FillRequest(Parser& parser, Request& request);
   void FillError(const Status& status, int http_status, Response& response);
+  // Counts the request in worker->in_flight until it returns, or, when the handler deferred
+  // its response, until the caller has delivered it.
   void CallHandler(Worker* worker, const Request& request, Response& response);
+  void HandlerFailed(Response& response);
   void SessionEnded();
 
   ServerOptions options_;
@@ -440,12 +476,22 @@ void ServerImpl::CallHandler(Worker* worker, const Request& request, Response& r
     // Handlers report errors as values; an exception here is a bug, but it must not take
     // the connection's thread down with it.
     log::Error("http handler threw", {{"error", e.what()}, {"path", request.path}});
-    FillError(Status::Internal("the request handler failed"), 500, response);
+    HandlerFailed(response);
   } catch (...) {
     log::Error("http handler threw", {{"path", request.path}});
-    FillError(Status::Internal("the request handler failed"), 500, response);
+    HandlerFailed(response);
   }
-  worker->in_flight.fetch_sub(1, std::memory_order_relaxed);
+  if (!internal::ResponseAccess::Deferred(response)) [[likely]] {
+    worker->in_flight.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+void ServerImpl::HandlerFailed(Response& response) {
+  if (internal::ResponseAccess::Deferred(response)) {
+    // The 500 answers the request; a producer the handler started must stop.
+    internal::ResponseAccess::TakeStream(response)->Detach();
+  }
+  FillError(Status::Internal("the request handler failed"), 500, response);
 }
 
 asio::awaitable<void> ServerImpl::Linger(Session* session, Socket* socket) {
@@ -466,6 +512,159 @@ asio::awaitable<void> ServerImpl::Linger(Session* session, Socket* socket) {
   }
 }
 
+// GCC 12 reports a false -Wmismatched-new-delete on this coroutine's frame (allocated and
+// freed by Asio's own operator new and delete, which match).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+asio::awaitable<bool> ServerImpl::Deliver(Worker* worker, Session* session, Socket* socket,
+                                          beast::flat_buffer* buffer,
+                                          std::shared_ptr<internal::StreamState> stream,
+                                          Exchange exchange, Response* response,
+                                          std::string* head) {
+  Timer wake(worker->ioc);
+  wake.expires_at(SteadyTime::max());
+  stream->SetWake(&wake);
+  session->stream = stream.get();
+  session->wake = &wake;
+  // Also runs when the io_context destroys this coroutine suspended.
+  struct Detach {
+    Session* session;
+    internal::StreamState* stream;
+    ~Detach() {
+      session->stream = nullptr;
+      session->wake = nullptr;
+      stream->Detach();
+    }
+  } detach{session, stream.get()};
+
+  // Bytes the client sends meanwhile are its next request (pipelining): they stay in the
+  // buffer, and watching stops there so that the buffer cannot grow without bound.
+  bool watch = buffer->size() == 0;
+  bool begun = false;
+  bool body = false;  // the begun response has a body
+  bool chunked = false;
+  bool keep_alive = exchange.keep_alive;
+  internal::StreamWork work;
+  std::string sizes;  // the chunk-size lines of one write
+  std::vector<asio::const_buffer> buffers;
+
+  while (true) {
+    if (!socket->is_open()) {
+      co_return false;  // cut at the end of the shutdown grace period
+    }
+    work.Clear();
+    if (!stream->Take(work)) {
+      session->deadline = SteadyTime::max();
+      session->timed_out = false;
+      if (!watch) {
+        co_await wake.async_wait(kAsTuple);
+        continue;
+      }
+      auto [order, wait_ec, read_ec, n] =
+          co_await asio::experimental::make_parallel_group(
+              wake.async_wait(asio::deferred),
+              socket->async_read_some(buffer->prepare(kReadChunk), asio::deferred))
+              .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+      (void)order;
+      (void)wait_ec;
+      if (n > 0) {
+        buffer->commit(n);
+        watch = false;
+      } else if (read_ec && read_ec != asio::error::operation_aborted) {
+        stream->Close();  // the client hung up (or reset): nobody is left to answer
+        co_return false;
+      }
+      continue;
+    }
+
+    if (work.finish || work.abandoned) {
+      Response* whole = response;
+      if (work.finish) {
+        whole = &*work.finish;
+      } else {
+        FillError(Status::Internal("the request handler did not complete its response"), 500,
+                  *response);
+      }
+      bool keep = keep_alive && !whole->close && !shutting_down_.load();
+      internal::SerializeHead(*whole, keep, exchange.http10, worker->DateLine(), *head);
+      std::array<asio::const_buffer, 2> parts{asio::buffer(*head), asio::buffer(whole->body)};
+      if (exchange.head_only || !internal::StatusAllowsBody(whole->status)) {
+        parts[1] = asio::const_buffer();
+      }
+      session->ExpiresAfter(options_.read_timeout);
+      auto [write_ec, written] = co_await asio::async_write(*socket, parts, kAsTuple);
+      (void)written;
+      co_return !write_ec && keep;
+    }
+
+    buffers.clear();
+    if (work.begin) {
+      begun = true;
+      body = !exchange.head_only && internal::StatusAllowsBody(work.status);
+      chunked = body && !exchange.http10;
+      // An HTTP/1.0 body ends where the connection does.
+      keep_alive = keep_alive && !(body && exchange.http10) && !shutting_down_.load();
+      internal::SerializeStreamHead(work.status, work.headers, keep_alive, exchange.http10,
+                                    worker->DateLine(), *head);
+      buffers.push_back(asio::buffer(*head));
+    }
+    if (!begun) {
+      continue;  // nothing the connection acts on before Begin
+    }
+    // Shutdown ends a begun stream after what is queued now.
+    bool stop = work.closed || shutting_down_.load(std::memory_order_relaxed);
+    size_t chunk_bytes = 0;
+    for (const std::string& chunk : work.chunks) {
+      chunk_bytes += chunk.size();
+    }
+    if (body) {
+      // Sized up front: the buffers point into it.
+      sizes.resize(work.chunks.size() * kChunkSizeLineMax);
+      for (size_t i = 0; i < work.chunks.size(); ++i) {
+        const std::string& chunk = work.chunks[i];
+        if (chunked) {
+          char* line = sizes.data() + i * kChunkSizeLineMax;
+          char* end = std::to_chars(line, line + 16, chunk.size(), 16).ptr;
+          *end++ = '\r';
+          *end++ = '\n';
+          buffers.push_back(asio::buffer(line, static_cast<size_t>(end - line)));
+        }
+        buffers.push_back(asio::buffer(chunk));
+        if (chunked) {
+          buffers.push_back(asio::buffer(kCrlf));
+        }
+      }
+      if (chunked && (work.end || stop)) {
+        buffers.push_back(asio::buffer(kLastChunk));
+      }
+    }
+    if (!buffers.empty()) {
+      session->ExpiresAfter(options_.read_timeout);
+      auto [write_ec, written] = co_await asio::async_write(*socket, buffers, kAsTuple);
+      (void)written;
+      stream->Sent(chunk_bytes);
+      if (write_ec) {
+        stream->Close();  // gone, or timed out: the producer must stop
+        co_return false;
+      }
+    } else {
+      stream->Sent(chunk_bytes);
+    }
+    if (!body) {
+      stream->Close();  // HEAD, 1xx, 204, 304: complete with the head
+      co_return keep_alive;
+    }
+    if (work.end) {
+      co_return keep_alive;
+    }
+    if (stop) {
+      stream->Close();
+      co_return false;
+    }
+  }
+}
+#pragma GCC diagnostic pop
+
 asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket) {
   sessions_.fetch_add(1);
   Session session;
@@ -485,7 +684,9 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket) {
   socket.set_option(tcp::no_delay(true), ec);
   Request request;
   request.remote = FormatEndpoint(socket.remote_endpoint(ec));
+  internal::Connection connection(worker->ioc.get_executor());
   Response response;
+  internal::ResponseAccess::Link(response, &connection);
   std::string head;
   beast::flat_buffer buffer;
   std::optional<Parser> parser;
@@ -617,6 +818,17 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket) {
       head_only = parser->get().method() == bhttp::verb::head;
       if (FillRequest(*parser, request)) {
         CallHandler(worker, request, response);
+        if (internal::ResponseAccess::Deferred(response)) [[unlikely]] {
+          Exchange exchange{keep_alive && !shutting_down_.load(), http10, head_only};
+          bool again = co_await Deliver(worker, &session, &socket, &buffer,
+                                        internal::ResponseAccess::TakeStream(response), exchange,
+                                        &response, &head);
+          worker->in_flight.fetch_sub(1, std::memory_order_relaxed);
+          if (!again) {
+            break;
+          }
+          continue;
+        }
       } else {
         FillError(Status::InvalidArgument("BAD_REQUEST",
                                           "invalid request target \"" + request.target + "\"",
@@ -629,7 +841,7 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket) {
 
     internal::SerializeHead(response, keep_alive, http10, worker->DateLine(), head);
     std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(response.body)};
-    if (head_only || response.status < 200 || response.status == 204 || response.status == 304) {
+    if (head_only || !internal::StatusAllowsBody(response.status)) {
       buffers[1] = asio::const_buffer();
     }
     session.ExpiresAfter(options_.read_timeout);
@@ -671,6 +883,8 @@ void ServerImpl::Shutdown() {
         if (s->idle) {
           boost::system::error_code ignored;
           s->socket->cancel(ignored);
+        } else if (s->stream != nullptr && s->stream->CloseIfBegun()) {
+          s->wake->cancel();
         }
       }
     });
@@ -688,6 +902,9 @@ void ServerImpl::Shutdown() {
         for (Session* s = w->sessions; s != nullptr; s = s->next) {
           boost::system::error_code ignored;
           s->socket->close(ignored);
+          if (s->wake != nullptr) {
+            s->wake->cancel();  // a connection awaiting its producer does not use the socket
+          }
         }
       });
     }
@@ -701,6 +918,17 @@ void ServerImpl::Shutdown() {
   for (auto& worker : workers_) {
     if (worker->thread.joinable()) {
       worker->thread.join();
+    }
+  }
+  // Connections cut while delivering a deferred response are still suspended; detaching their
+  // streams now, while nothing runs, means no producer posts to an io_context that is being
+  // destroyed (the destructor runs the coroutines' clean-up on this thread, concurrently
+  // with producers).
+  for (auto& worker : workers_) {
+    for (Session* s = worker->sessions; s != nullptr; s = s->next) {
+      if (s->stream != nullptr) {
+        s->stream->Detach();
+      }
     }
   }
   // The threads are gone, so the acceptor can be touched from here; closing it again covers
