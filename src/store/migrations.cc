@@ -57,6 +57,44 @@ CREATE TABLE idempotency (
 );
 CREATE INDEX idempotency_created ON idempotency (created_ms);
 )sql"},
+    {2, "sandboxes and templates", R"sql(
+CREATE TABLE sandboxes (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+  id           TEXT    UNIQUE NOT NULL,
+  workspace_id TEXT    NOT NULL REFERENCES workspaces(id),
+  template     TEXT    NOT NULL,
+  status       TEXT    NOT NULL,
+  metadata     TEXT    NOT NULL DEFAULT '{}',
+  env_sealed   TEXT    NOT NULL DEFAULT '',
+  memory_mb    INTEGER NOT NULL,
+  millicpus    INTEGER NOT NULL,
+  pids         INTEGER NOT NULL,
+  network      TEXT    NOT NULL,
+  created_ms   INTEGER NOT NULL,
+  expires_ms   INTEGER NOT NULL,
+  ended_ms     INTEGER NOT NULL DEFAULT 0,
+  end_reason   TEXT    NOT NULL DEFAULT '',
+  created_by   TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX sandboxes_workspace_seq ON sandboxes (workspace_id, seq);
+CREATE INDEX sandboxes_live ON sandboxes (status) WHERE status IN ('running', 'paused');
+
+CREATE TABLE templates (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+  id           TEXT    UNIQUE NOT NULL,
+  workspace_id TEXT    NOT NULL REFERENCES workspaces(id),
+  name         TEXT    NOT NULL,
+  parent       TEXT    NOT NULL,
+  steps        TEXT    NOT NULL DEFAULT '[]',
+  env_sealed   TEXT    NOT NULL DEFAULT '',
+  status       TEXT    NOT NULL,
+  error        TEXT    NOT NULL DEFAULT '',
+  created_ms   INTEGER NOT NULL,
+  built_ms     INTEGER NOT NULL DEFAULT 0,
+  created_by   TEXT    NOT NULL DEFAULT '',
+  UNIQUE (workspace_id, name)
+);
+)sql"},
 };
 
 constexpr sqlite::Query kCurrentVersion{"read schema version",

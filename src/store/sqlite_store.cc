@@ -1,10 +1,8 @@
 // The SQLite implementation of Store.
 //
-// Concurrency: one write connection behind write_mu_, so writes are serialized in-process
-// and each is one BEGIN IMMEDIATE transaction (the busy timeout covers another process); reads
-// borrow a connection from a pool and run in parallel with each other and with the writer
-// (WAL). Every connection caches its prepared statements, so the per-request FindKeyByHash is
-// one indexed lookup with no parsing.
+// Concurrency: see sqlite_access.h. Every connection caches its prepared statements, so the
+// per-request FindKeyByHash is one indexed lookup with no parsing. This file holds the tenancy
+// tables; sandboxes and templates are in sqlite_sandboxes.cc.
 
 #include <cerrno>
 #include <cstdint>
@@ -17,7 +15,9 @@
 #include <utility>
 
 #include "store/migrations.h"
+#include "store/sqlite_access.h"
 #include "store/sqlite_db.h"
+#include "store/sqlite_sandboxes.h"
 #include "store/store.h"
 
 namespace kiln::store {
@@ -27,9 +27,6 @@ namespace {
 using sqlite::Db;
 using sqlite::Query;
 using sqlite::Stmt;
-
-// Read connections at most; more would only contend for the same cores and disk.
-constexpr size_t kMaxReaders = 8;
 
 // ---- Statements. The column lists match the Read* functions below. ----
 
@@ -191,19 +188,6 @@ Event ReadEvent(const Stmt& s) {
   return event;
 }
 
-// Runs `stmt` to the end, reading each row with `read`.
-template <typename T, typename ReadRow>
-Result<std::vector<T>> Collect(Stmt& stmt, ReadRow read) {
-  std::vector<T> rows;
-  for (;;) {
-    KILN_ASSIGN_OR_RETURN(bool row, stmt.Step());
-    if (!row) {
-      return rows;
-    }
-    rows.push_back(read(stmt));
-  }
-}
-
 Status InsertWorkspaceRow(Db& db, const Workspace& ws) {
   KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kInsertWorkspace));
   return stmt.Bind(1, ws.id)
@@ -230,6 +214,18 @@ Status InsertKeyRow(Db& db, const ApiKey& key) {
       .Run();
 }
 
+Result<bool> Exists(Db& db, const Query& query, const std::string& value) {
+  KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(query));
+  return stmt.Bind(1, value).Step();
+}
+
+Result<int64_t> ScalarInt(Stmt& stmt) {
+  KILN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  return row ? stmt.Int64(0) : 0;
+}
+
+}  // namespace
+
 Status InsertEventRow(Db& db, const Event& event) {
   KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kInsertEvent));
   return stmt.Bind(1, event.id)
@@ -242,22 +238,14 @@ Status InsertEventRow(Db& db, const Event& event) {
       .Run();
 }
 
-Result<bool> Exists(Db& db, const Query& query, const std::string& value) {
-  KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(query));
-  return stmt.Bind(1, value).Step();
-}
-
-Result<int64_t> ScalarInt(Stmt& stmt) {
-  KILN_ASSIGN_OR_RETURN(bool row, stmt.Step());
-  return row ? stmt.Int64(0) : 0;
-}
+namespace {
 
 // ---- The store ----
 
 class SqliteStore final : public Store {
  public:
   SqliteStore(std::string path, std::unique_ptr<Db> writer)
-      : writer_(std::move(writer)), readers_(std::move(path), kMaxReaders) {}
+      : db_(std::move(path), std::move(writer)) {}
 
   Status CreateWorkspace(const Workspace& ws, const ApiKey& first_key,
                          const Event& event) override {
@@ -267,7 +255,7 @@ class SqliteStore final : public Store {
           "the first key of workspace " + ws.id + " names workspace " + first_key.workspace_id);
     }
     KILN_RETURN_IF_ERROR(ValidateScopes(first_key.scopes));
-    return Write([&](Db& db) -> Status {
+    return db_.Write([&](Db& db) -> Status {
       // Checked first for a message that names the slug; the UNIQUE index still guards it.
       KILN_ASSIGN_OR_RETURN(bool taken, Exists(db, kSlugTaken, ws.slug));
       if (taken) {
@@ -282,7 +270,7 @@ class SqliteStore final : public Store {
   }
 
   Result<Workspace> GetWorkspace(const std::string& id) override {
-    return Read([&](Db& db) -> Result<Workspace> {
+    return db_.Read([&](Db& db) -> Result<Workspace> {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kGetWorkspace));
       KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, id).Step());
       if (!row) {
@@ -293,7 +281,7 @@ class SqliteStore final : public Store {
   }
 
   Result<Workspace> GetWorkspaceBySlug(const std::string& slug) override {
-    return Read([&](Db& db) -> Result<Workspace> {
+    return db_.Read([&](Db& db) -> Result<Workspace> {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kGetWorkspaceBySlug));
       KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, slug).Step());
       if (!row) {
@@ -305,7 +293,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<Workspace>> ListWorkspaces(const PageRequest& page) override {
     KILN_RETURN_IF_ERROR(ValidatePage(page));
-    return Read([&](Db& db) -> Result<std::vector<Workspace>> {
+    return db_.Read([&](Db& db) -> Result<std::vector<Workspace>> {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kListWorkspaces));
       stmt.Bind(1, page.seq).Bind(2, int64_t{page.limit});
       return Collect<Workspace>(stmt, ReadWorkspace);
@@ -313,7 +301,7 @@ class SqliteStore final : public Store {
   }
 
   Result<int64_t> CountWorkspaces() override {
-    return Read([&](Db& db) -> Result<int64_t> {
+    return db_.Read([&](Db& db) -> Result<int64_t> {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kCountWorkspaces));
       return ScalarInt(stmt);
     });
@@ -321,7 +309,7 @@ class SqliteStore final : public Store {
 
   Status InsertKey(const ApiKey& key, const Event& event) override {
     KILN_RETURN_IF_ERROR(ValidateScopes(key.scopes));
-    return Write([&](Db& db) -> Status {
+    return db_.Write([&](Db& db) -> Status {
       // The foreign key would refuse it too, but as an opaque constraint failure.
       KILN_ASSIGN_OR_RETURN(bool exists, Exists(db, kWorkspaceExists, key.workspace_id));
       if (!exists) {
@@ -333,7 +321,7 @@ class SqliteStore final : public Store {
   }
 
   Result<ApiKey> FindKeyByHash(const std::string& hash) override {
-    return Read([&](Db& db) -> Result<ApiKey> {
+    return db_.Read([&](Db& db) -> Result<ApiKey> {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kFindKeyByHash));
       KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, hash).Step());
       // The hash is a credential's fingerprint: keep it out of the message.
@@ -345,7 +333,7 @@ class SqliteStore final : public Store {
   }
 
   Result<ApiKey> GetKey(const std::string& workspace_id, const std::string& id) override {
-    return Read([&](Db& db) -> Result<ApiKey> {
+    return db_.Read([&](Db& db) -> Result<ApiKey> {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kGetKey));
       KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, id).Bind(2, workspace_id).Step());
       if (!row) {
@@ -358,7 +346,7 @@ class SqliteStore final : public Store {
   Result<std::vector<ApiKey>> ListKeys(const std::string& workspace_id,
                                        const PageRequest& page) override {
     KILN_RETURN_IF_ERROR(ValidatePage(page));
-    return Read([&](Db& db) -> Result<std::vector<ApiKey>> {
+    return db_.Read([&](Db& db) -> Result<std::vector<ApiKey>> {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kListKeys));
       stmt.Bind(1, workspace_id).Bind(2, page.seq).Bind(3, int64_t{page.limit});
       return Collect<ApiKey>(stmt, ReadKey);
@@ -372,7 +360,7 @@ class SqliteStore final : public Store {
       return Status::InvalidArgument(
           "INVALID_ARGUMENT", "revoked_ms must be positive, got " + std::to_string(revoked_ms));
     }
-    return Write([&](Db& db) -> Status {
+    return db_.Write([&](Db& db) -> Status {
       {
         KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kRevokeKey));
         KILN_RETURN_IF_ERROR(stmt.Bind(1, revoked_ms).Bind(2, id).Bind(3, workspace_id).Run());
@@ -398,20 +386,20 @@ class SqliteStore final : public Store {
 
   Status TouchKey(const std::string& id, int64_t used_ms) override {
     // One statement commits atomically on its own; no event goes with it.
-    std::lock_guard lock(write_mu_);
-    {
-      KILN_ASSIGN_OR_RETURN(Stmt stmt, writer_->Prepare(kTouchKey));
-      KILN_RETURN_IF_ERROR(stmt.Bind(1, used_ms).Bind(2, id).Run());
-    }
-    if (writer_->Changes() == 0) {
-      return Status::NotFound("KEY_NOT_FOUND", "no key " + id);
-    }
-    return Status::Ok();
+    return db_.WriteOne([&](Db& db) -> Status {
+      {
+        KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kTouchKey));
+        KILN_RETURN_IF_ERROR(stmt.Bind(1, used_ms).Bind(2, id).Run());
+      }
+      if (db.Changes() == 0) {
+        return Status::NotFound("KEY_NOT_FOUND", "no key " + id);
+      }
+      return Status::Ok();
+    });
   }
 
   Status AppendEvent(const Event& event) override {
-    std::lock_guard lock(write_mu_);
-    return InsertEventRow(*writer_, event);
+    return db_.WriteOne([&](Db& db) { return InsertEventRow(db, event); });
   }
 
   Result<std::vector<Event>> ListEvents(const std::string& workspace_id,
@@ -420,7 +408,7 @@ class SqliteStore final : public Store {
     // seq 0 means "from the newest": every seq is below INT64_MAX. A plain bound (rather
     // than "? = 0 OR seq < ?") lets SQLite walk the (workspace_id, seq) index backwards.
     int64_t before = page.seq == 0 ? std::numeric_limits<int64_t>::max() : page.seq;
-    return Read([&](Db& db) -> Result<std::vector<Event>> {
+    return db_.Read([&](Db& db) -> Result<std::vector<Event>> {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kListEvents));
       stmt.Bind(1, workspace_id).Bind(2, before).Bind(3, int64_t{page.limit});
       return Collect<Event>(stmt, ReadEvent);
@@ -429,7 +417,7 @@ class SqliteStore final : public Store {
 
   Result<std::optional<IdempotencyRecord>> GetIdempotency(const std::string& key_id,
                                                           const std::string& idem_key) override {
-    return Read([&](Db& db) -> Result<std::optional<IdempotencyRecord>> {
+    return db_.Read([&](Db& db) -> Result<std::optional<IdempotencyRecord>> {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kGetIdempotency));
       KILN_ASSIGN_OR_RETURN(bool row, stmt.Bind(1, key_id).Bind(2, idem_key).Step());
       if (!row) {
@@ -447,28 +435,66 @@ class SqliteStore final : public Store {
   }
 
   Status PutIdempotency(const IdempotencyRecord& record) override {
-    std::lock_guard lock(write_mu_);
-    KILN_ASSIGN_OR_RETURN(Stmt stmt, writer_->Prepare(kPutIdempotency));
-    return stmt.Bind(1, record.key_id)
-        .Bind(2, record.idem_key)
-        .Bind(3, record.request_hash)
-        .Bind(4, int64_t{record.status})
-        .Bind(5, record.sealed_body)
-        .Bind(6, record.created_ms)
-        .Run();
+    return db_.WriteOne([&](Db& db) -> Status {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kPutIdempotency));
+      return stmt.Bind(1, record.key_id)
+          .Bind(2, record.idem_key)
+          .Bind(3, record.request_hash)
+          .Bind(4, int64_t{record.status})
+          .Bind(5, record.sealed_body)
+          .Bind(6, record.created_ms)
+          .Run();
+    });
   }
 
   Result<int64_t> PurgeIdempotency(int64_t older_than_ms) override {
-    std::lock_guard lock(write_mu_);
-    {
-      KILN_ASSIGN_OR_RETURN(Stmt stmt, writer_->Prepare(kPurgeIdempotency));
-      KILN_RETURN_IF_ERROR(stmt.Bind(1, older_than_ms).Run());
-    }
-    return writer_->Changes();
+    return db_.WriteOne([&](Db& db) -> Result<int64_t> {
+      {
+        KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kPurgeIdempotency));
+        KILN_RETURN_IF_ERROR(stmt.Bind(1, older_than_ms).Run());
+      }
+      return db.Changes();
+    });
+  }
+
+  Status InsertSandbox(const Sandbox& sandbox, const SandboxQuota& quota,
+                       const Event& event) override {
+    return sandboxes::Insert(db_, sandbox, quota, event);
+  }
+  Result<Sandbox> GetSandbox(const std::string& workspace_id, const std::string& id) override {
+    return sandboxes::Get(db_, workspace_id, id);
+  }
+  Result<std::vector<Sandbox>> ListSandboxes(const std::string& workspace_id,
+                                             const std::string& status,
+                                             const PageRequest& page) override {
+    return sandboxes::List(db_, workspace_id, status, page);
+  }
+  Result<std::vector<Sandbox>> ListLiveSandboxes() override { return sandboxes::ListLive(db_); }
+  Status UpdateSandbox(const Sandbox& sandbox, const Event* event) override {
+    return sandboxes::Update(db_, sandbox, event);
+  }
+  Status InsertTemplate(const Template& tpl, const Event& event) override {
+    return sandboxes::InsertTemplate(db_, tpl, event);
+  }
+  Result<Template> GetTemplate(const std::string& workspace_id, const std::string& name) override {
+    return sandboxes::GetTemplate(db_, workspace_id, name);
+  }
+  Result<std::vector<Template>> ListTemplates(const std::string& workspace_id) override {
+    return sandboxes::ListTemplates(db_, &workspace_id);
+  }
+  Result<std::vector<Template>> ListAllTemplates() override {
+    return sandboxes::ListTemplates(db_, nullptr);
+  }
+  Status UpdateTemplate(const Template& tpl) override {
+    return sandboxes::UpdateTemplate(db_, tpl);
+  }
+  Status DeleteTemplate(const std::string& workspace_id, const std::string& name,
+                        const Event& event) override {
+    return sandboxes::DeleteTemplate(db_, workspace_id, name, event);
   }
 
   Status CheckIntegrity() override {
-    return Read([&](Db& db) -> Status {
+    return db_.Read([&](Db& db) -> Status {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kIntegrityCheck));
       KILN_ASSIGN_OR_RETURN(std::vector<std::string> lines,
                             Collect<std::string>(stmt, [](const Stmt& s) { return s.Text(0); }));
@@ -484,29 +510,7 @@ class SqliteStore final : public Store {
   }
 
  private:
-  // Runs `body` in one write transaction: all of it commits, durably, or none of it does.
-  template <typename Body>
-  Status Write(Body&& body) {
-    std::lock_guard lock(write_mu_);
-    sqlite::Transaction txn(*writer_);
-    KILN_RETURN_IF_ERROR(txn.Begin());
-    KILN_RETURN_IF_ERROR(body(*writer_));
-    return txn.Commit();
-  }
-
-  // Runs `body` on a borrowed read connection.
-  template <typename Body>
-  auto Read(Body&& body) -> decltype(body(std::declval<Db&>())) {
-    Result<sqlite::ReadPool::Lease> lease = readers_.Acquire();
-    if (!lease.ok()) {
-      return lease.status();
-    }
-    return body(**lease);
-  }
-
-  std::mutex write_mu_;
-  std::unique_ptr<Db> writer_;  // guarded by write_mu_
-  sqlite::ReadPool readers_;
+  SqliteAccess db_;
 };
 
 }  // namespace

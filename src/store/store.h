@@ -64,6 +64,49 @@ struct IdempotencyRecord {
   int64_t created_ms = 0;
 };
 
+// A sandbox as recorded; the instance itself is the runtime's. Live sandboxes are "running"
+// or "paused"; ended ones keep their row with the reason they ended.
+struct Sandbox {
+  int64_t seq = 0;
+  std::string id;  // sbx_...
+  std::string workspace_id;
+  std::string template_name;  // as the user named it: "base", "debian" or a custom template
+  std::string status;         // running | paused | killed | expired | lost
+  std::string metadata;       // JSON object text, the caller's labels
+  std::string env_sealed;     // SecretBox-sealed JSON object of env vars, "" for none
+  int64_t memory_mb = 0;
+  int64_t millicpus = 0;
+  int64_t pids = 0;
+  std::string network;  // none | egress
+  int64_t created_ms = 0;
+  int64_t expires_ms = 0;
+  int64_t ended_ms = 0;    // 0 while live
+  std::string end_reason;  // killed | expired | lost (the server found the instance gone)
+  std::string created_by;  // key id
+};
+
+// Limits checked inside the transaction that inserts a sandbox; 0 = no limit.
+struct SandboxQuota {
+  int64_t max_live = 0;
+  int64_t max_memory_mb = 0;
+};
+
+// A custom template (built-in `base` and `debian` have no row).
+struct Template {
+  int64_t seq = 0;
+  std::string id;  // tpl_...; also its directory under templates/
+  std::string workspace_id;
+  std::string name;    // unique in the workspace
+  std::string parent;  // the template it was built on, as the user named it
+  std::string steps;   // JSON array of {run}
+  std::string env_sealed;
+  std::string status;  // building | ready | failed
+  std::string error;   // why a build failed
+  int64_t created_ms = 0;
+  int64_t built_ms = 0;
+  std::string created_by;
+};
+
 // Keyset pagination: rows strictly after (ascending lists) or before (descending lists)
 // `seq`; 0 means from the start. `limit` rows at most.
 struct PageRequest {
@@ -110,6 +153,34 @@ class Store {
                                                                   const std::string& idem_key) = 0;
   virtual Status PutIdempotency(const IdempotencyRecord& record) = 0;
   virtual Result<int64_t> PurgeIdempotency(int64_t older_than_ms) = 0;
+
+  // Sandboxes. InsertSandbox refuses, in the same transaction as the insert, a sandbox that
+  // would take the workspace past `quota`: Conflict SANDBOX_LIMIT_REACHED or
+  // MEMORY_QUOTA_EXCEEDED (the caller maps them to 429/403).
+  virtual Status InsertSandbox(const Sandbox& sandbox, const SandboxQuota& quota,
+                               const Event& event) = 0;
+  virtual Result<Sandbox> GetSandbox(const std::string& workspace_id, const std::string& id) = 0;
+  // Newest first (page.seq = before). `status`: "" for live ones (running and paused), "all",
+  // or one status.
+  virtual Result<std::vector<Sandbox>> ListSandboxes(const std::string& workspace_id,
+                                                     const std::string& status,
+                                                     const PageRequest& page) = 0;
+  // Live sandboxes of every workspace, for the reaper and for reconciling after a restart.
+  virtual Result<std::vector<Sandbox>> ListLiveSandboxes() = 0;
+  // Writes status, expiry, resources and end fields; `event` (optional) in the same
+  // transaction. NotFound SANDBOX_NOT_FOUND when absent.
+  virtual Status UpdateSandbox(const Sandbox& sandbox, const Event* event) = 0;
+
+  // Custom templates. InsertTemplate: Conflict TEMPLATE_EXISTS when the name is taken.
+  virtual Status InsertTemplate(const Template& tpl, const Event& event) = 0;
+  virtual Result<Template> GetTemplate(const std::string& workspace_id,
+                                       const std::string& name) = 0;
+  virtual Result<std::vector<Template>> ListTemplates(const std::string& workspace_id) = 0;
+  // Every workspace's, for finishing builds a crash interrupted.
+  virtual Result<std::vector<Template>> ListAllTemplates() = 0;
+  virtual Status UpdateTemplate(const Template& tpl) = 0;
+  virtual Status DeleteTemplate(const std::string& workspace_id, const std::string& name,
+                                const Event& event) = 0;
 
   // PRAGMA integrity_check; for tests and `kiln doctor`.
   virtual Status CheckIntegrity() = 0;
