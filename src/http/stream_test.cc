@@ -568,13 +568,16 @@ TEST_F(StreamTest, ShutdownEndsBegunStreamsPromptly) {
   auto stream = box_.Take();
   ASSERT_NE(stream, nullptr);
   ASSERT_TRUE(stream->Begin(200, {{"content-type", "text/event-stream"}}));
+  // Two events, then a quiet follower (no new log lines) that only checks Closed().
   std::atomic<bool> stopped{false};
   producers_.emplace_back([stream, &stopped] {
+    stream->Write("data: one\n\n");
+    stream->Write("data: two\n\n");
     auto deadline = Clock::now() + std::chrono::seconds(60);
-    while (Clock::now() < deadline && stream->Write("data: tick\n\n")) {
+    while (Clock::now() < deadline && !stream->Closed()) {
       std::this_thread::sleep_for(milliseconds(10));
     }
-    stopped = true;
+    stopped = !stream->Write("data: late\n\n");
   });
   std::string pending;
   ChunkedBody body;
