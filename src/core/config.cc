@@ -38,7 +38,7 @@ constexpr int64_t kGiB = 1024 * kMiB;
 constexpr int kHourMs = 3600 * 1000;
 constexpr int kDaySeconds = 86400;
 
-const std::array<KeySpec, 16> kKeys = {{
+const std::array<KeySpec, 29> kKeys = {{
     {"server", "listen", [](Config& c) -> FieldPtr { return &c.server.listen; }},
     {"server", "data_dir", [](Config& c) -> FieldPtr { return &c.server.data_dir; }},
     {"server", "threads", [](Config& c) -> FieldPtr { return &c.server.threads; }, 0, 256, false,
@@ -67,12 +67,41 @@ const std::array<KeySpec, 16> kKeys = {{
     {"auth", "jwt_max_ttl_seconds",
      [](Config& c) -> FieldPtr { return &c.auth.jwt_max_ttl_seconds; }, 1, 30 * kDaySeconds, false,
      "seconds, 1 s to 30 days"},
+    {"runtime", "engine", [](Config& c) -> FieldPtr { return &c.runtime.engine; }},
+    {"runtime", "init_path", [](Config& c) -> FieldPtr { return &c.runtime.init_path; }},
+    {"runtime", "debian_mirror", [](Config& c) -> FieldPtr { return &c.runtime.debian_mirror; }},
+    {"sandboxes", "pool_size", [](Config& c) -> FieldPtr { return &c.sandboxes.pool_size; }, 0, 64,
+     false, "started sandboxes kept ready, 0 = none"},
+    {"sandboxes", "default_timeout_seconds",
+     [](Config& c) -> FieldPtr { return &c.sandboxes.default_timeout_seconds; }, 1,
+     30 * kDaySeconds, false, "seconds"},
+    {"sandboxes", "max_timeout_seconds",
+     [](Config& c) -> FieldPtr { return &c.sandboxes.max_timeout_seconds; }, 1, 30 * kDaySeconds,
+     false, "seconds"},
+    {"sandboxes", "default_memory_mb",
+     [](Config& c) -> FieldPtr { return &c.sandboxes.default_memory_mb; }, 16, 1 << 20, false,
+     "MiB"},
+    {"sandboxes", "min_memory_mb", [](Config& c) -> FieldPtr { return &c.sandboxes.min_memory_mb; },
+     16, 1 << 20, false, "MiB"},
+    {"sandboxes", "max_memory_mb", [](Config& c) -> FieldPtr { return &c.sandboxes.max_memory_mb; },
+     16, 1 << 20, false, "MiB"},
+    {"sandboxes", "max_cpus", [](Config& c) -> FieldPtr { return &c.sandboxes.max_cpus; }, 0, 1024,
+     true, "cores"},
+    {"sandboxes", "pids", [](Config& c) -> FieldPtr { return &c.sandboxes.pids; }, 16, 1 << 22,
+     false, "processes and threads"},
+    {"sandboxes", "max_per_workspace",
+     [](Config& c) -> FieldPtr { return &c.sandboxes.max_per_workspace; }, 1, 100000, false,
+     "live sandboxes"},
+    {"sandboxes", "memory_mb_per_workspace",
+     [](Config& c) -> FieldPtr { return &c.sandboxes.memory_mb_per_workspace; }, 16, 1 << 30, false,
+     "MiB"},
     {"log", "level", [](Config& c) -> FieldPtr { return &c.log.level; }},
     {"log", "format", [](Config& c) -> FieldPtr { return &c.log.format; }},
     {"log", "access_log", [](Config& c) -> FieldPtr { return &c.log.access_log; }},
 }};
 
-constexpr std::array<std::string_view, 4> kSections = {"server", "limits", "auth", "log"};
+constexpr std::array<std::string_view, 6> kSections = {"server",  "limits",    "auth",
+                                                       "runtime", "sandboxes", "log"};
 
 Status Invalid(std::string message, std::string hint) {
   return Status::InvalidArgument("CONFIG_INVALID", std::move(message), std::move(hint));
@@ -412,6 +441,24 @@ Status ValidateConfig(const Config& config) {
             " is longer than auth.jwt_max_ttl_seconds = " +
             std::to_string(config.auth.jwt_max_ttl_seconds),
         "set auth.jwt_default_ttl_seconds between 1 and auth.jwt_max_ttl_seconds");
+  }
+  const auto& sb = config.sandboxes;
+  if (sb.min_memory_mb > sb.max_memory_mb || sb.default_memory_mb < sb.min_memory_mb ||
+      sb.default_memory_mb > sb.max_memory_mb) {
+    return Invalid("sandboxes: memory limits are inconsistent (min " +
+                       std::to_string(sb.min_memory_mb) + ", default " +
+                       std::to_string(sb.default_memory_mb) + ", max " +
+                       std::to_string(sb.max_memory_mb) + " MiB)",
+                   "keep min_memory_mb <= default_memory_mb <= max_memory_mb");
+  }
+  if (sb.default_timeout_seconds > sb.max_timeout_seconds) {
+    return Invalid("sandboxes.default_timeout_seconds is longer than max_timeout_seconds",
+                   "keep default_timeout_seconds <= max_timeout_seconds");
+  }
+  if (config.runtime.engine != "" && config.runtime.engine != "runc" &&
+      config.runtime.engine != "crun") {
+    return Invalid("runtime.engine = \"" + config.runtime.engine + "\" is not an OCI runtime",
+                   "set runtime.engine to runc, crun, or leave it empty to pick one");
   }
   log::Level level;
   if (!log::ParseLevel(config.log.level, &level)) {

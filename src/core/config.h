@@ -33,6 +33,25 @@ struct Config {
     int jwt_max_ttl_seconds = 86400;     // longest expiresIn accepted
   } auth;
 
+  struct Runtime {
+    std::string engine;     // "runc", "crun", or "" to pick (crun on pure cgroup v2 hosts)
+    std::string init_path;  // kiln-init; "" = beside the kiln binary
+    std::string debian_mirror = "http://deb.debian.org/debian";  // for template `debian`
+  } runtime;
+
+  struct Sandboxes {
+    int pool_size = 2;                    // started `base` sandboxes kept ready; 0 = none
+    int default_timeout_seconds = 300;    // lifetime when create does not say
+    int max_timeout_seconds = 86400;      // longest lifetime a create or extend may ask
+    int default_memory_mb = 512;          // memory limit when create does not say
+    int min_memory_mb = 64;               // smallest memory limit accepted
+    int max_memory_mb = 16384;            // largest memory limit accepted
+    double max_cpus = 8;                  // most cores one sandbox may ask for
+    int pids = 1024;                      // process and thread limit per sandbox
+    int max_per_workspace = 50;           // live sandboxes per workspace (more: 429)
+    int memory_mb_per_workspace = 65536;  // memory of a workspace's live sandboxes (more: 403)
+  } sandboxes;
+
   struct Log {
     std::string level = "info";   // debug | info | warn | error
     std::string format = "json";  // json | text
