@@ -196,17 +196,35 @@ Status Validate(const json::object& schema, const json::value& value, std::strin
       }
     }
     bool closed = false;
-    if (auto it = schema.find("additionalProperties"); it != schema.end() && it->value() == false) {
-      closed = true;
+    const json::object* extra = nullptr;  // schema of fields not in `properties`
+    if (auto it = schema.find("additionalProperties"); it != schema.end()) {
+      closed = it->value() == false;
+      if (it->value().is_object()) {
+        extra = &it->value().as_object();
+      }
+    }
+    if (auto it = schema.find("maxProperties");
+        it != schema.end() && static_cast<int64_t>(o.size()) > it->value().to_number<int64_t>()) {
+      return Fail(where, "must have at most " + json::serialize(it->value()) + " fields");
+    }
+    const json::object* names = nullptr;  // schema every field name must match
+    if (auto it = schema.find("propertyNames"); it != schema.end() && it->value().is_object()) {
+      names = &it->value().as_object();
     }
     for (const auto& field : o) {
       std::string name = Child(where, field.key());
+      if (names != nullptr) {
+        KILN_RETURN_IF_ERROR(Validate(*names, json::value(field.key()), name + " (name)"));
+      }
       auto p = props->find(field.key());
       if (p == props->end()) {
         if (closed) {
           return Status::InvalidArgument(
               "UNKNOWN_FIELD", name + ": unknown field",
               props->empty() ? "this request takes no fields" : "known fields: " + Join(*props));
+        }
+        if (extra != nullptr) {
+          KILN_RETURN_IF_ERROR(Validate(*extra, field.value(), name));
         }
         continue;
       }

@@ -65,8 +65,8 @@ class Service {
 };
 
 // Validates `value` against a JSON Schema subset (type, properties, required,
-// additionalProperties, enum, minLength, maxLength, pattern, minimum, maximum, items,
-// minItems, maxItems, uniqueItems). `where` names the value in messages ("body.name").
+// additionalProperties (false or a schema), propertyNames, maxProperties, enum, minLength,
+// maxLength, pattern, minimum, maximum, items, minItems, maxItems, uniqueItems). `where` names the value in messages ("body.name").
 Status Validate(const json::object& schema, const json::value& value, std::string_view where);
 
 // Opaque list cursors over store sequence numbers.

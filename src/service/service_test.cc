@@ -43,6 +43,22 @@ TEST(ValidateTest, TypesRequiredAndUnknownFields) {
   EXPECT_FALSE(Validate(schema, json::value(json::array{}), "").ok());
 }
 
+TEST(ValidateTest, MapsOfStrings) {
+  // env and metadata: any names matching a pattern, each value a string, a bounded count.
+  json::object schema = Obj(R"({"type": "object", "maxProperties": 3,
+      "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+      "additionalProperties": {"type": "string", "maxLength": 5}})");
+  EXPECT_TRUE(Validate(schema, Obj(R"({"A": "1", "b_2": "xyz"})"), "env").ok());
+  Status value = Validate(schema, Obj(R"({"A": 1})"), "env");
+  EXPECT_EQ(value.message(), "env.A: must be a string (got integer)");
+  Status name = Validate(schema, Obj(R"({"A-B": "1"})"), "env");
+  EXPECT_EQ(name.error_code(), "VALIDATION_FAILED");
+  EXPECT_NE(name.message().find("env.A-B (name)"), std::string::npos) << name.message();
+  EXPECT_FALSE(Validate(schema, Obj(R"({"A": "123456"})"), "env").ok());
+  Status many = Validate(schema, Obj(R"({"A": "", "B": "", "C": "", "D": ""})"), "env");
+  EXPECT_EQ(many.message(), "env: must have at most 3 fields");
+}
+
 TEST(CursorTest, RoundTripAndGarbage) {
   auto seq = DecodeCursor(EncodeCursor(12345));
   ASSERT_TRUE(seq.ok());
