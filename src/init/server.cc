@@ -209,6 +209,13 @@ void Server::OnListener() {
       if (errno == EINTR) {
         continue;
       }
+      if (errno == EMFILE || errno == ENFILE) {
+        // The pending connection stays queued and the socket readable: stop watching it for
+        // a moment rather than spin until a descriptor frees up.
+        Unwatch(listener_.get());
+        listener_paused_until_ms_ = MonotonicMs() + 100;
+        LogError("out of file descriptors; pausing accept for 100 ms");
+      }
       return;
     }
     if (connections_.size() >= kMaxConnections) {
@@ -468,6 +475,7 @@ int64_t Server::NextDeadline() {
     consider(exec->deadline_ms);
   }
   consider(main_log_.NextDeadline());
+  consider(listener_paused_until_ms_);
   if (shutting_down_) {
     consider(killed_ ? shutdown_deadline_ms_ + kReapGraceMs : shutdown_deadline_ms_);
   }
@@ -489,6 +497,12 @@ void Server::OnTimers(int64_t now_ms) {
     }
   }
   main_log_.FlushIdle(now_ms);
+  if (listener_paused_until_ms_ > 0 && now_ms >= listener_paused_until_ms_) {
+    listener_paused_until_ms_ = 0;
+    if (listener_.valid()) {
+      Watch(listener_.get(), kListenerKind, 0, EPOLLIN);
+    }
+  }
   if (shutting_down_ && !killed_ && now_ms >= shutdown_deadline_ms_) {
     killed_ = true;
     SignalChildren(SIGKILL);

@@ -130,7 +130,8 @@ class Server {
   bool killed_ = false;  // SIGKILL sent after the grace period
   int64_t shutdown_deadline_ms_ = 0;
   int64_t last_activity_ms_ = 0;
-  bool idle_released_ = false;  // ReleaseIdleMemory() ran since the last event
+  int64_t listener_paused_until_ms_ = 0;  // accept paused after EMFILE
+  bool idle_released_ = false;            // ReleaseIdleMemory() ran since the last event
 };
 
 }  // namespace kiln::init

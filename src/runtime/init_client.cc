@@ -300,9 +300,14 @@ Status Simple(const std::string& socket_dir, const std::string& request) {
   return ProtocolError("expected OK");
 }
 
+// A fresh deadline for one socket operation of a file request: a large transfer that keeps
+// moving is progress, not a hang.
+Clock::time_point OpDeadline() { return Clock::now() + kRequestTimeout; }
+
 // Sends `data` as DATA frames and END. If kiln-init answers before all is sent (an ERROR),
-// stops and returns that answer in *early.
-Status SendData(Connection& conn, std::string_view data, Clock::time_point deadline,
+// stops and returns that answer in *early. `deadline` bounds the whole upload when set, else
+// each frame gets OpDeadline().
+Status SendData(Connection& conn, std::string_view data, std::optional<Clock::time_point> deadline,
                 std::optional<Frame>* early) {
   std::string frames;
   size_t offset = 0;
@@ -318,9 +323,9 @@ Status SendData(Connection& conn, std::string_view data, Clock::time_point deadl
     if (offset == data.size()) {
       proto::AppendEmptyFrame(frames, proto::Type::kEnd);
     }
-    Status sent = conn.Send(frames, deadline);
+    Status sent = conn.Send(frames, deadline.value_or(OpDeadline()));
     if (!sent.ok() || conn.HasInput()) {
-      Result<Frame> frame = conn.Read(deadline);
+      Result<Frame> frame = conn.Read(deadline.value_or(OpDeadline()));
       if (frame.ok()) {
         *early = std::move(frame).value();
         return {};
@@ -499,17 +504,16 @@ Result<FileEntry> InitClient::Stat(const std::string& path) {
 
 Result<std::vector<FileEntry>> InitClient::List(const std::string& path, int depth,
                                                 int max_entries) {
-  auto deadline = Clock::now() + kRequestTimeout;
   std::string request;
   proto::Encoder(request, proto::Type::kList)
       .Bytes(proto::Tag::kPath, path)
       .Int(proto::Tag::kDepth, depth)
       .Int(proto::Tag::kMaxEntries, max_entries)
       .Finish();
-  KILN_ASSIGN_OR_RETURN(Connection conn, Begin(socket_dir_, request, deadline));
+  KILN_ASSIGN_OR_RETURN(Connection conn, Begin(socket_dir_, request, OpDeadline()));
   std::vector<FileEntry> entries;
   while (true) {
-    KILN_ASSIGN_OR_RETURN(Frame frame, conn.Read(deadline));
+    KILN_ASSIGN_OR_RETURN(Frame frame, conn.Read(OpDeadline()));
     if (frame.type == proto::Type::kEnd) {
       return entries;
     }
@@ -526,14 +530,13 @@ Result<std::vector<FileEntry>> InitClient::List(const std::string& path, int dep
 
 Result<std::string> InitClient::ReadFile(const std::string& path, int64_t max_bytes,
                                          FileEntry* info) {
-  auto deadline = Clock::now() + kRequestTimeout;
   std::string request;
   proto::Encoder(request, proto::Type::kRead)
       .Bytes(proto::Tag::kPath, path)
       .Int(proto::Tag::kMaxBytes, std::max<int64_t>(max_bytes, 0))
       .Finish();
-  KILN_ASSIGN_OR_RETURN(Connection conn, Begin(socket_dir_, request, deadline));
-  KILN_ASSIGN_OR_RETURN(Frame first, conn.Read(deadline));
+  KILN_ASSIGN_OR_RETURN(Connection conn, Begin(socket_dir_, request, OpDeadline()));
+  KILN_ASSIGN_OR_RETURN(Frame first, conn.Read(OpDeadline()));
   if (first.type == proto::Type::kError) {
     return ErrorFromFrame(first);
   }
@@ -541,9 +544,7 @@ Result<std::string> InitClient::ReadFile(const std::string& path, int64_t max_by
   std::string data;
   data.reserve(static_cast<size_t>(std::clamp<int64_t>(entry.size, 0, max_bytes)));
   while (true) {
-    // Each chunk renews the deadline: a large file on a slow disk is progress, not a hang.
-    KILN_ASSIGN_OR_RETURN(Frame frame,
-                          conn.Read(std::max(deadline, Clock::now() + kRequestTimeout / 3)));
+    KILN_ASSIGN_OR_RETURN(Frame frame, conn.Read(OpDeadline()));
     if (frame.type == proto::Type::kEnd) {
       break;
     }
@@ -566,21 +567,20 @@ Result<std::string> InitClient::ReadFile(const std::string& path, int64_t max_by
 }
 
 Status InitClient::WriteFile(const std::string& path, std::string_view data, uint32_t mode) {
-  auto deadline = Clock::now() + kRequestTimeout;
   std::string request;
   proto::Encoder(request, proto::Type::kWrite)
       .Bytes(proto::Tag::kPath, path)
       .Int(proto::Tag::kMode, mode)
       .Int(proto::Tag::kSize, static_cast<int64_t>(data.size()))
       .Finish();
-  KILN_ASSIGN_OR_RETURN(Connection conn, Begin(socket_dir_, request, deadline));
+  KILN_ASSIGN_OR_RETURN(Connection conn, Begin(socket_dir_, request, OpDeadline()));
   std::optional<Frame> early;
-  KILN_RETURN_IF_ERROR(SendData(conn, data, deadline, &early));
+  KILN_RETURN_IF_ERROR(SendData(conn, data, std::nullopt, &early));
   Frame frame;
   if (early) {
     frame = std::move(*early);
   } else {
-    KILN_ASSIGN_OR_RETURN(frame, conn.Read(deadline));
+    KILN_ASSIGN_OR_RETURN(frame, conn.Read(OpDeadline()));
   }
   if (frame.type == proto::Type::kOk) {
     return {};

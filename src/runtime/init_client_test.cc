@@ -108,12 +108,15 @@ int CountZombieChildren(pid_t parent) {
 //   DIR/outside  a directory next to the root, for escape attempts
 class InitProcess {
  public:
-  explicit InitProcess(std::vector<std::string> extra = {}, std::vector<std::string> main = {}) {
+  explicit InitProcess(std::vector<std::string> extra = {}, std::vector<std::string> main = {},
+                       std::string socket_subdir = "sock")
+      : socket_subdir_(std::move(socket_subdir)) {
     char pattern[] = "/tmp/kiln-init-test-XXXXXX";
     dir_ = mkdtemp(pattern);
-    for (const char* sub : {"sock", "root", "logs", "outside"}) {
+    for (const char* sub : {"root", "logs", "outside"}) {
       fs::create_directory(dir_ / sub);
     }
+    fs::create_directories(dir_ / socket_subdir_);
     std::vector<std::string> args = {KILN_INIT_BIN,   "--socket", socket_path(),
                                      "--root",        root(),     "--log-dir",
                                      logs().string(), "--cwd",    root()};
@@ -163,14 +166,15 @@ class InitProcess {
   }
 
   pid_t pid() const { return pid_; }
-  std::string socket_dir() const { return (dir_ / "sock").string(); }
-  std::string socket_path() const { return (dir_ / "sock" / "init.sock").string(); }
+  std::string socket_dir() const { return (dir_ / socket_subdir_).string(); }
+  std::string socket_path() const { return (dir_ / socket_subdir_ / "init.sock").string(); }
   std::string root() const { return (dir_ / "root").string(); }
   fs::path logs() const { return dir_ / "logs"; }
   fs::path outside() const { return dir_ / "outside"; }
   InitClient client() const { return InitClient(socket_dir()); }
 
  private:
+  std::string socket_subdir_;
   fs::path dir_;
   pid_t pid_ = -1;
   bool exited_ = false;
@@ -273,13 +277,14 @@ TEST(InitClientTest, UnreachableAndNotReady) {
 }
 
 TEST(InitClientTest, LongSocketDirectoryWorks) {
-  // The client connects through /proc/self/fd, so the directory may be longer than sun_path.
-  InitProcess init;
-  fs::path deep = fs::path(init.root()) / std::string(120, 'd');
-  fs::create_directories(deep);
-  fs::create_symlink(init.socket_path(), deep / "init.sock");
-  Result<InitInfo> info = InitClient(deep.string()).Ping(2s);
-  EXPECT_TRUE(info.ok()) << info.status().ToString();
+  // Both sides reach the socket through a directory descriptor, so its path may be longer
+  // than sun_path's 108 bytes.
+  std::string deep = std::string(60, 'a') + "/" + std::string(60, 'b');
+  InitProcess init({}, {}, deep);
+  ASSERT_GT(init.socket_path().size(), sizeof(sockaddr_un::sun_path));
+  Result<InitInfo> info = init.client().Ping(2s);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->pid, init.pid());
 }
 
 // --- Exec ---
@@ -452,6 +457,34 @@ TEST(InitExecTest, OutputBeyondMaxBytesIsDroppedAndFlagged) {
   EXPECT_TRUE(r->stdout_truncated);
   EXPECT_EQ(r->stderr_data, "done\n");
   EXPECT_FALSE(r->stderr_truncated);
+}
+
+TEST(InitExecTest, SlowReaderLosesNothing) {
+  InitProcess init;
+  // The sink stalls first, so kiln-init's buffer for this client passes its high-water mark
+  // and the command is paused until the client catches up.
+  size_t received = 0;
+  bool all_y = true;
+  bool stalled = false;
+  auto sink = [&](int, std::string_view chunk) {
+    if (!stalled) {
+      std::this_thread::sleep_for(300ms);
+      stalled = true;
+    }
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      all_y = all_y && chunk[i] == ((received + i) % 2 == 0 ? 'y' : '\n');
+    }
+    received += chunk.size();
+    return true;
+  };
+  ExecRequest request = Shell("yes | head -c 4000000");
+  request.max_bytes = 8 << 20;
+  Result<ExecResult> r = init.client().Exec(request, sink);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->exit_code, 0);
+  EXPECT_EQ(received, 4000000u);
+  EXPECT_TRUE(all_y);
+  EXPECT_FALSE(r->stdout_truncated);
 }
 
 TEST(InitExecTest, BackgroundChildHoldingThePipeDoesNotHang) {
@@ -667,6 +700,10 @@ TEST(InitFilesTest, ErrorsOfReadAndWrite) {
   EXPECT_EQ(status.code(), Code::kInvalidArgument);
   status = client.WriteFile("/big.txt/child", "x");
   EXPECT_EQ(status.error_code(), "NOT_A_DIRECTORY");
+
+  // Refused up front, while the client is still sending: the answer is not lost.
+  status = client.WriteFile("/dir", std::string(3 << 20, 'x'));
+  EXPECT_EQ(status.error_code(), "IS_A_DIRECTORY");
 
   ASSERT_EQ(mkfifo((init.root() + "/fifo").c_str(), 0600), 0);
   read = client.ReadFile("/fifo", 1000);
@@ -884,6 +921,22 @@ TEST(InitMainTest, MainOutputGoesToMainLog) {
   EXPECT_EQ(records.back(), "x exit code 4");
   // kiln-init keeps serving after its main process exits.
   EXPECT_TRUE(init.client().Ping(2s).ok());
+}
+
+TEST(InitMainTest, LongLinesAreSplitAt16KiB) {
+  InitProcess init({}, {"/bin/sh", "-c", "head -c 40000 /dev/zero | tr '\\0' a; echo; echo end"});
+  fs::path log = init.logs() / "main.log";
+  ASSERT_TRUE(WaitFor([&] { return ReadAll(log).find(" x ") != std::string::npos; }, 5s));
+  std::vector<std::string> records;
+  for (const std::string& line : LogLines(log)) {
+    records.push_back(WithoutTime(line));
+  }
+  ASSERT_EQ(records.size(), 5u);
+  EXPECT_EQ(records[0], "o " + std::string(16384, 'a'));
+  EXPECT_EQ(records[1], "o " + std::string(16384, 'a'));
+  EXPECT_EQ(records[2], "o " + std::string(40000 - 2 * 16384, 'a'));
+  EXPECT_EQ(records[3], "o end");
+  EXPECT_EQ(records[4], "x exit code 0");
 }
 
 TEST(InitMainTest, MainLogRotatesAtItsCap) {
