@@ -8,6 +8,7 @@
 // is bind-mounted into instances whose root file systems may have no libraries at all.
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -88,6 +89,8 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   mallopt(M_TRIM_THRESHOLD, 128 * 1024);
   EnsureStdio();
+  // Whatever descriptors the launcher leaked to us stay ours: no command inherits them.
+  close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   Options options;
   if (!ParseOptions(argc, argv, &options)) {
     return 2;

@@ -277,17 +277,41 @@ void Server::HandleRead(Connection& conn, const Fields& fields) {
   }
   Queue(conn);
   PutEntry(conn.out, info);
-  conn.read_left = info.size;
+  conn.read_left = max_bytes;
   conn.state = Connection::State::kSending;
   Flush(conn);  // sends the entry, then the data as the socket drains (ContinueRead)
 }
 
 void Server::ContinueRead(Connection& conn) {
-  // Called from Flush() with an empty output buffer; only queues, Flush() sends.
-  if (conn.read_left <= 0) {
+  // Called from Flush() with an empty output buffer; only queues, Flush() sends. Reads until
+  // EOF rather than st_size bytes: /proc and /sys files report size 0.
+  auto finish = [&](std::string_view code, const std::string& message) {
     conn.read_file.Reset();
-    proto::AppendEmptyFrame(conn.out, Type::kEnd);
+    if (code.empty()) {
+      proto::AppendEmptyFrame(conn.out, Type::kEnd);
+    } else {
+      proto::Encoder(conn.out, Type::kError)
+          .Bytes(Tag::kCode, code)
+          .Bytes(Tag::kMessage, message)
+          .Finish();
+    }
     conn.state = Connection::State::kClosing;
+  };
+  if (conn.read_left <= 0) {
+    // max_bytes sent: one more byte means the file grew past the limit while being read.
+    char probe = 0;
+    ssize_t n = read(conn.read_file.get(), &probe, 1);
+    if (n < 0 && errno == EINTR) {
+      return;  // Flush calls again
+    }
+    if (n > 0) {
+      finish(proto::kFileTooLarge,
+             "the file grew past max_bytes while it was read: raise "
+             "max_bytes or read it with exec");
+    } else {
+      finish(n < 0 ? proto::kInternal : std::string_view(),
+             n < 0 ? "read: " + std::string(ErrnoText(errno)) : "");
+    }
     return;
   }
   // The DATA frame is built around the bytes read() puts straight into the output buffer.
@@ -303,16 +327,8 @@ void Server::ContinueRead(Connection& conn) {
   }
   if (n <= 0) {
     conn.out.resize(start);
-    conn.read_file.Reset();
-    if (n < 0) {
-      proto::Encoder(conn.out, Type::kError)
-          .Bytes(Tag::kCode, proto::kInternal)
-          .Bytes(Tag::kMessage, "read: " + std::string(ErrnoText(err)))
-          .Finish();
-    } else {
-      proto::AppendEmptyFrame(conn.out, Type::kEnd);  // the file shrank while we read it
-    }
-    conn.state = Connection::State::kClosing;
+    finish(n < 0 ? proto::kInternal : std::string_view(),
+           n < 0 ? "read: " + std::string(ErrnoText(err)) : "");
     return;
   }
   conn.out.resize(start + kPrefix + static_cast<size_t>(n));

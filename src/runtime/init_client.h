@@ -5,7 +5,7 @@
 // Blocking and meant for server worker threads. Every call opens its own connection (one
 // request per connection), so an InitClient holds no connection state and is safe to use
 // from many threads at once. Every socket read and write has a deadline: an exec's
-// timeout_ms + 10 s, 30 s for everything else.
+// timeout_ms + 10 s (24 h when timeout_ms is 0: no limit), 30 s per operation otherwise.
 //
 // Errors carry kiln-init's error code as Status::error_code():
 //   FILE_NOT_FOUND                                          kNotFound
@@ -16,8 +16,9 @@
 //   PERMISSION_DENIED                                       kPermissionDenied
 //   PROCESS_NOT_FOUND                                       kNotFound
 //   NO_SPACE, BUSY, SPAWN_FAILED                            kUnavailable
-//   INIT_UNREACHABLE (cannot connect), INIT_TIMEOUT (no answer in time),
-//   INIT_NOT_READY (WaitForInit), EXEC_CANCELLED            kUnavailable
+//   INIT_UNREACHABLE (cannot connect, or hung up), INIT_CLOSED (hung up while we sent),
+//   INIT_TIMEOUT (no answer in time), INIT_NOT_READY (WaitForInit), EXEC_CANCELLED
+//                                                           kUnavailable
 //   INIT_PROTOCOL (a malformed answer), BAD_REQUEST, INTERNAL   kInternal
 
 #include <chrono>
@@ -35,10 +36,10 @@ struct ExecRequest {
   std::vector<std::string> argv;  // argv[0] is searched in PATH
   std::vector<std::string> env;   // "K=V", over the instance's default environment
   std::string cwd;                // empty: the instance's default (/root, or /)
-  std::string user;             // "root", a name from the instance's /etc/passwd, "uid", "uid:gid"
-  std::string stdin_data;       // at most 8 MiB; empty: /dev/null
-  int64_t timeout_ms = 60000;   // then the process group is killed (exit 137, timed_out)
-  int64_t max_bytes = 1 << 20;  // kept per stream; more is read, dropped and flagged
+  std::string user;               // "root", a name in /etc/passwd, "uid" or "uid:gid"
+  std::string stdin_data;         // at most 8 MiB; empty: /dev/null
+  int64_t timeout_ms = 60000;     // then the group is killed (exit 137, timed_out); 0: none
+  int64_t max_bytes = 1 << 20;    // kept per stream; more is read, dropped and flagged
 };
 
 struct ExecResult {

@@ -879,6 +879,23 @@ TEST(InitFilesTest, SymlinksCannotLeaveTheRoot) {
   EXPECT_TRUE(fs::exists(secret));
 }
 
+TEST(InitFilesTest, RealRootReadsProcButRefusesMagicLinks) {
+  // The production default, --root /: size-0 /proc files are read to their end, and /proc
+  // magic links (which would lead out of a container's root) are refused.
+  InitProcess init({"--root", "/"});
+  InitClient client = init.client();
+  Result<std::string> status = client.ReadFile("/proc/self/status", 1 << 20);
+  ASSERT_TRUE(status.ok()) << status.status().ToString();
+  EXPECT_NE(status->find("Pid:\t" + std::to_string(init.pid()) + "\n"), std::string::npos);
+  EXPECT_EQ(client.ReadFile("/proc/self/status", 10).status().error_code(), "FILE_TOO_LARGE");
+  for (const char* magic : {"/proc/self/root/etc/passwd", "/proc/self/exe", "/proc/self/cwd"}) {
+    Result<FileEntry> stat = client.Stat(std::string(magic) + "/x");
+    EXPECT_EQ(stat.status().error_code(), "PATH_INVALID") << magic;
+    Result<std::string> read = client.ReadFile(magic, 1 << 20);
+    EXPECT_EQ(read.status().error_code(), "PATH_INVALID") << magic;
+  }
+}
+
 // --- Main process, reaping, shutdown, limits ---
 
 std::vector<std::string> LogLines(const fs::path& path) {
