@@ -25,6 +25,11 @@ using proto::Type;
 }  // namespace
 
 void Server::StartExec(Connection& conn) {
+  if (shutting_down_) {
+    // A command started now would only be killed by the shutdown in progress.
+    Fail(conn, proto::kBusy, "the instance is stopping: run the command after it restarts");
+    return;
+  }
   std::unique_ptr<ExecRequest> request = std::move(conn.exec_request);
   SpawnSpec spec;
   spec.argv = std::move(request->argv);
