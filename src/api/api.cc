@@ -1,5 +1,7 @@
 #include "api/api.h"
 
+#include "api/internal.h"
+
 #include <array>
 #include <atomic>
 #include <cctype>
@@ -10,11 +12,6 @@
 #include "core/json.h"
 
 namespace kiln::api {
-namespace {
-
-constexpr std::string_view kJson = "application/json";
-
-bool IsBodyMethod(std::string_view m) { return m == "POST" || m == "PUT" || m == "PATCH"; }
 
 // A client may pass its own request id so its logs and ours line up; anything odd is
 // replaced rather than echoed into headers and logs.
@@ -45,42 +42,6 @@ std::string_view Credential(const http::Request& req) {
   return req.Header("x-api-key");
 }
 
-// Query strings are text; the operation's schema says what type each field is.
-Result<json::value> QueryValue(const json::object& props, const std::string& name,
-                               const std::string& text) {
-  auto bad = [&](std::string_view want) {
-    return Status::InvalidArgument(
-        "VALIDATION_FAILED", name + ": must be " + std::string(want) + " (got \"" + text + "\")",
-        "fix the query parameter and retry");
-  };
-  auto it = props.find(name);
-  std::string_view type;
-  if (it != props.end() && it->value().is_object()) {
-    if (auto t = it->value().as_object().find("type");
-        t != it->value().as_object().end() && t->value().is_string()) {
-      type = t->value().as_string();
-    }
-  }
-  if (type == "integer") {
-    int64_t n = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    if (ec != std::errc() || end != text.data() + text.size()) {
-      return bad("an integer");
-    }
-    return json::value(n);
-  }
-  if (type == "boolean") {
-    if (text == "true" || text == "1") {
-      return json::value(true);
-    }
-    if (text == "false" || text == "0") {
-      return json::value(false);
-    }
-    return bad("true or false");
-  }
-  return json::value(text);
-}
-
 std::string Labels(std::string_view route, std::string_view method, int status) {
   std::string out = "route=\"";
   out += route;
@@ -91,91 +52,6 @@ std::string Labels(std::string_view route, std::string_view method, int status) 
   out += '"';
   return out;
 }
-
-// An Idempotency-Key slot taken by Idempotency::Begin. It is released on every path, also
-// when the operation throws; Finish stores the response for replay first.
-class IdempotencySlot {
- public:
-  IdempotencySlot(auth::Idempotency& idempotency, std::string key_id, std::string idem_key,
-                  std::string request_hash)
-      : idempotency_(&idempotency),
-        key_id_(std::move(key_id)),
-        idem_key_(std::move(idem_key)),
-        request_hash_(std::move(request_hash)) {}
-  IdempotencySlot(const IdempotencySlot&) = delete;
-  IdempotencySlot& operator=(const IdempotencySlot&) = delete;
-  ~IdempotencySlot() {
-    if (idempotency_ != nullptr) {
-      idempotency_->Abandon(key_id_, idem_key_);
-    }
-  }
-  void Finish(int status, const std::string& body) {
-    // Failures of the server are not stored, so the client's retry can succeed.
-    if (status < 500) {
-      idempotency_->Finish(key_id_, idem_key_, request_hash_, status, body);
-    } else {
-      idempotency_->Abandon(key_id_, idem_key_);
-    }
-    idempotency_ = nullptr;
-  }
-
- private:
-  auth::Idempotency* idempotency_;
-  std::string key_id_;
-  std::string idem_key_;
-  std::string request_hash_;
-};
-
-}  // namespace
-
-// The metric series of one route, resolved on first use so that the request path costs
-// atomic adds rather than label formatting and a locked map lookup.
-class RouteMetrics {
- public:
-  RouteMetrics(Metrics& metrics, std::string route, std::string method)
-      : metrics_(metrics),
-        route_(std::move(route)),
-        method_(std::move(method)),
-        latency_(
-            metrics.Histogram("kiln_http_request_duration_seconds", "route=\"" + route_ + "\"")) {}
-  void Record(int status, double seconds) {
-    latency_.Observe(seconds);
-    if (status < 100 || status > 599) {
-      metrics_.Add("kiln_http_requests_total", Labels(route_, method_, status));
-      return;
-    }
-    std::atomic<CounterSeries*>& slot = by_status_[status - 100];
-    CounterSeries* counter = slot.load(std::memory_order_acquire);
-    if (counter == nullptr) {
-      // Racing threads get the same series from the registry, so either store is right.
-      counter = &metrics_.Counter("kiln_http_requests_total", Labels(route_, method_, status));
-      slot.store(counter, std::memory_order_release);
-    }
-    counter->Add();
-  }
-
- private:
-  Metrics& metrics_;
-  std::string route_;
-  std::string method_;
-  HistogramSeries& latency_;
-  std::array<std::atomic<CounterSeries*>, 500> by_status_{};  // status - 100
-};
-
-struct Api::Impl {
-  explicit Impl(Deps d) : deps(d) {}
-  Deps deps;
-  http::Router router;
-  std::vector<const service::Operation*> ops;                // route index -> operation
-  std::vector<std::unique_ptr<RouteMetrics>> route_metrics;  // route index -> its series
-  int healthz = -1, metrics = -1, openapi_route = -1;
-  std::string openapi;
-
-  void RunOperation(Api& api, const service::Operation& op, const http::Router::Match& match,
-                    const http::Request& req, const std::string& request_id, http::Response& res);
-  Result<json::object> Input(const service::Operation& op, const http::Router::Match& match,
-                             const http::Request& req);
-};
 
 Api::Api(Deps deps) : impl_(std::make_unique<Impl>(deps)) {
   const auto& ops = deps.service.operations();
@@ -275,18 +151,20 @@ void Api::Handle(const http::Request& req, http::Response& res) {
   } else {
     const service::Operation& op = *in.ops[match.route];
     route = op.path;
-    in.RunOperation(*this, op, match, req, request_id, res);
+    if (!in.RunOperation(*this, op, match.route, match, req, request_id, res)) {
+      return;  // deferred: the worker that answers records it
+    }
   }
 
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (match.route >= 0) {
-    in.route_metrics[match.route]->Record(res.status, seconds);
-  } else {
-    // Unmatched paths share one series; the method is whatever the client sent, so it is
-    // not a label (a client could otherwise create series without bound).
-    in.deps.metrics.Add("kiln_http_requests_total", Labels(route, "other", res.status));
-    in.deps.metrics.Observe("kiln_http_request_duration_seconds", "route=\"unmatched\"", seconds);
+    in.Record(match.route, {request_id, req.method, req.path, req.remote}, res.status, seconds);
+    return;
   }
+  // Unmatched paths share one series; the method is whatever the client sent, so it is not a
+  // label (a client could otherwise create series without bound).
+  in.deps.metrics.Add("kiln_http_requests_total", Labels(route, "other", res.status));
+  in.deps.metrics.Observe("kiln_http_request_duration_seconds", "route=\"unmatched\"", seconds);
   if (in.deps.config.log.access_log) {
     log::Info("request", {{"request_id", request_id},
                           {"method", req.method},
@@ -297,112 +175,15 @@ void Api::Handle(const http::Request& req, http::Response& res) {
   }
 }
 
-Result<json::object> Api::Impl::Input(const service::Operation& op,
-                                      const http::Router::Match& match, const http::Request& req) {
-  json::object input;
-  if (IsBodyMethod(req.method) && !req.body.empty()) {
-    KILN_ASSIGN_OR_RETURN(json::value body, ParseJson(req.body));
-    if (!body.is_object()) {
-      return Status::InvalidArgument("BODY_NOT_OBJECT", "the request body must be a JSON object",
-                                     "send an object such as {\"name\": \"ci\"}");
-    }
-    input = std::move(body.as_object());
-  }
-  static const json::object kNoProps;
-  const json::object* props = &kNoProps;
-  if (auto it = op.input.find("properties"); it != op.input.end() && it->value().is_object()) {
-    props = &it->value().as_object();
-  }
-  for (const auto& [name, text] : req.query) {
-    // Unknown query parameters are ignored, as proxies and browsers add their own.
-    if (!props->contains(name)) {
-      continue;
-    }
-    if (input.contains(name)) {
-      // Whichever silently won, the caller would get something it did not ask for.
-      return Status::InvalidArgument("DUPLICATE_FIELD",
-                                     name + ": given both in the query string and in the body",
-                                     "send it in one place only");
-    }
-    KILN_ASSIGN_OR_RETURN(json::value v, QueryValue(*props, name, text));
-    input[name] = std::move(v);
-  }
-  for (const auto& [name, value] : match.params) {
-    input[name] = value;
-  }
-  return input;
-}
-
-void Api::Impl::RunOperation(Api& api, const service::Operation& op,
-                             const http::Router::Match& match, const http::Request& req,
-                             const std::string& request_id, http::Response& res) {
-  auto principal = deps.auth.Authenticate(Credential(req));
-  if (!principal.ok()) {
-    return api.Error(principal.status(), request_id, res);
-  }
-
-  auth::RateLimiter::Decision rate = deps.limiter.Take(principal->key_id);
-  res.Set("X-RateLimit-Limit", std::to_string(rate.limit));
-  res.Set("X-RateLimit-Remaining", std::to_string(rate.remaining));
-  res.Set("X-RateLimit-Reset", std::to_string(rate.reset_s));
-  if (!rate.allowed) {
-    res.Set("Retry-After", std::to_string(rate.retry_after_s));
-    return api.Error(Status::RateLimited("too many requests for this API key",
-                                         "wait " + std::to_string(rate.retry_after_s) +
-                                             " s (Retry-After) and slow down"),
-                     request_id, res);
-  }
-
-  auto input = Input(op, match, req);
-  if (!input.ok()) {
-    return api.Error(input.status(), request_id, res);
-  }
-
-  std::optional<IdempotencySlot> slot;
-  std::string_view idem_key = req.Header("idempotency-key");
-  if (!idem_key.empty() && req.method == "POST") {
-    if (idem_key.size() > 255) {
-      return api.Error(
-          Status::InvalidArgument("INVALID_IDEMPOTENCY_KEY",
-                                  "Idempotency-Key is longer than 255 characters", "use a UUID"),
-          request_id, res);
-    }
-    // The whole target (path and query) is part of the request: the same key sent with
-    // another query is a different request, not a replay.
-    std::string request_hash = crypto::Sha256Hex(req.method + '\n' + req.target + '\n' + req.body);
-    auto begun = deps.idempotency.Begin(principal->key_id, std::string(idem_key), request_hash);
-    if (!begun.ok()) {
-      return api.Error(begun.status(), request_id, res);
-    }
-    if (begun->has_value()) {
-      res.status = (*begun)->status;
-      res.body = std::move((*begun)->body);
-      res.Set("Content-Type", std::string(kJson));
-      res.Set("Idempotent-Replayed", "true");
-      return;
-    }
-    slot.emplace(deps.idempotency, principal->key_id, std::string(idem_key),
-                 std::move(request_hash));
-  }
-
-  service::Context ctx{*principal, request_id};
-  auto result = deps.service.Call(op, ctx, *input);
-  if (!result.ok()) {
-    api.Error(result.status(), request_id, res);
-  } else {
-    res.status = op.success_status;
-    res.Set("Content-Type", std::string(kJson));
-    if (op.paginated && result->is_object()) {
-      json::object& page = result->as_object();
-      res.body = json::serialize(json::object{{"data", std::move(page["items"])},
-                                              {"has_more", page["has_more"]},
-                                              {"next_cursor", page["next_cursor"]}});
-    } else {
-      res.body = json::serialize(json::object{{"data", std::move(*result)}});
-    }
-  }
-  if (slot) {
-    slot->Finish(res.status, res.body);
+void Api::Impl::Record(int route, const RequestFacts& facts, int status, double seconds) {
+  route_metrics[route]->Record(status, seconds);
+  if (deps.config.log.access_log) {
+    log::Info("request", {{"request_id", facts.request_id},
+                          {"method", facts.method},
+                          {"path", facts.path},
+                          {"status", status},
+                          {"ms", seconds * 1000},
+                          {"remote", facts.remote}});
   }
 }
 

@@ -37,8 +37,9 @@ class Api {
   void ListenerError(const Status& status, http::Response& response);
   const std::string& openapi() const;
 
+  struct Impl;  // defined in api/internal.h, for this module's files only
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

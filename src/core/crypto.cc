@@ -210,6 +210,40 @@ Result<std::string> Base64UrlDecode(std::string_view text) {
   return out;
 }
 
+std::string Base64Encode(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(bytes.data()),
+                          static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+Result<std::string> Base64Decode(std::string_view text) {
+  // The standard alphabet is the URL-safe one with + and / for - and _; padding is optional.
+  while (!text.empty() && text.back() == '=') {
+    text.remove_suffix(1);
+  }
+  std::string url(text);
+  for (char& c : url) {
+    if (c == '+') {
+      c = '-';
+    } else if (c == '/') {
+      c = '_';
+    } else if (c == '-' || c == '_') {
+      return Status::InvalidArgument("INVALID_BASE64",
+                                     "invalid base64 character '" + std::string(1, c) + "'",
+                                     "use standard base64 (A-Z a-z 0-9 + /)");
+    }
+  }
+  auto decoded = Base64UrlDecode(url);
+  if (!decoded.ok()) {
+    return Status::InvalidArgument("INVALID_BASE64", "content is not valid base64",
+                                   "use standard base64 (A-Z a-z 0-9 + /, = padding)");
+  }
+  return decoded;
+}
+
 SecretBox SecretBox::FromKey(std::string key32) {
   if (key32.size() != kKeySize) {
     Die("SecretBox::FromKey with a key that is not 32 bytes");

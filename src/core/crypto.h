@@ -26,6 +26,10 @@ std::string HexEncode(std::string_view bytes);
 // URL-safe base64 without padding (RFC 4648 §5), as used in keys, JWTs and cursors.
 std::string Base64UrlEncode(std::string_view bytes);
 Result<std::string> Base64UrlDecode(std::string_view text);
+// Standard base64 with padding (RFC 4648 §4), for file contents in JSON. Decode accepts it
+// with or without padding and refuses anything else.
+std::string Base64Encode(std::string_view bytes);
+Result<std::string> Base64Decode(std::string_view text);
 
 // AES-256-GCM under a 32-byte master key kept in a file of mode 0600 (DESIGN.md §5).
 // Sealed values are "v1." + base64url(nonce[12] || ciphertext || tag[16]); the associated

@@ -207,5 +207,22 @@ TEST(WriteFileAtomicTest, ReportsMissingDirectory) {
   EXPECT_NE(s.message().find("open("), std::string::npos);
 }
 
+TEST(CryptoTest, StandardBase64RoundTripsBinary) {
+  std::string bytes;
+  for (int i = 0; i < 256; ++i) {
+    bytes.push_back(static_cast<char>(i));
+  }
+  std::string text = Base64Encode(bytes);
+  EXPECT_EQ(text.size() % 4, 0u);
+  EXPECT_EQ(*Base64Decode(text), bytes);
+  EXPECT_EQ(Base64Encode("hi?"), "aGk/");
+  EXPECT_EQ(*Base64Decode("aGk/"), "hi?");
+  EXPECT_EQ(*Base64Decode("aGk"), "hi");    // unpadded
+  EXPECT_EQ(*Base64Decode("aGk="), "hi");   // padded
+  EXPECT_FALSE(Base64Decode("aGk_").ok());  // URL alphabet is not standard base64
+  EXPECT_FALSE(Base64Decode("a b").ok());
+  EXPECT_EQ(*Base64Decode(""), "");
+}
+
 }  // namespace
 }  // namespace kiln::crypto

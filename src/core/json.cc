@@ -24,6 +24,13 @@ Result<json::value> ParseJson(std::string_view text) {
 
 std::string ToJson(const json::value& value) { return json::serialize(value); }
 
+json::value Number(double value) {
+  if (std::isfinite(value) && value == std::trunc(value) && std::fabs(value) < 9e15) {
+    return json::value(static_cast<int64_t>(value));
+  }
+  return json::value(value);
+}
+
 std::string ValidUtf8(std::string_view text) {
   static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
   std::string out;

@@ -17,6 +17,9 @@ namespace json = boost::json;
 // Parses a request body; errors are INVALID_JSON with the position of the fault.
 Result<json::value> ParseJson(std::string_view text);
 std::string ToJson(const json::value& value);
+// A number as people write it: an integer when it is one (Boost.JSON prints the double 1.0 as
+// "1E0", which is valid JSON but odd to read).
+json::value Number(double value);
 // `text` with every invalid UTF-8 sequence replaced by U+FFFD, for strings that quote client
 // bytes (Boost.JSON serializes strings byte for byte, which would make invalid JSON text).
 std::string ValidUtf8(std::string_view text);

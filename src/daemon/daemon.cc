@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "auth/auth.h"
 #include "http/http.h"
+#include "runtime/runtime.h"
 #include "service/service.h"
 #include "store/store.h"
 
@@ -108,6 +109,13 @@ class Housekeeper {
   std::thread thread_;
 };
 
+// `name` in the directory of the running kiln binary (kiln-init is built and installed there).
+std::string BesideExecutable(const std::string& name) {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? name : (self.parent_path() / name).string();
+}
+
 int Fail(const Status& status) {
   log::Error("kiln server cannot start", {{"error", status.ToString()}});
   return 1;
@@ -162,7 +170,30 @@ int Run(const Config& config) {
   auth::RateLimiter limiter(config.limits.rate_per_second, config.limits.rate_burst, clock);
   auth::Idempotency idempotency(**store, *box, clock);
   Metrics metrics;
-  service::Service service({**store, authenticator, clock, config});
+
+  // Without a runtime (no root, no runc) the server still serves everything that does not
+  // run code; sandbox calls then say why they cannot.
+  runtime::RuntimeOptions runtime_options;
+  runtime_options.data_dir = config.server.data_dir;
+  runtime_options.init_path =
+      config.runtime.init_path.empty() ? BesideExecutable("kiln-init") : config.runtime.init_path;
+  runtime_options.engine = config.runtime.engine;
+  runtime_options.debian_mirror = config.runtime.debian_mirror;
+  auto runtime = runtime::Runtime::Open(runtime_options);
+  std::string runtime_error;
+  if (runtime.ok()) {
+    const runtime::RuntimeInfo& info = (*runtime)->info();
+    log::Info("runtime ready", {{"engine", info.engine},
+                                {"version", info.engine_version},
+                                {"cgroup_version", info.cgroup_version},
+                                {"egress", info.egress}});
+  } else {
+    runtime_error = runtime.status().message();
+    log::Warn("sandboxes and apps are unavailable", {{"error", runtime.status().ToString()}});
+  }
+  service::Service service({**store, authenticator, clock, config, *box,
+                            runtime.ok() ? runtime->get() : nullptr, runtime_error});
+  service.Start();
   api::Api api({service, authenticator, limiter, idempotency, metrics, config});
 
   http::ServerOptions options;

@@ -1,8 +1,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "service/operations.h"
+#include "service/sandboxes.h"
 #include "service/service.h"
-#include "service/tenancy.h"
 
 namespace kiln::service {
 
@@ -17,7 +18,17 @@ json::object Schema(std::string_view text) {
   return std::move(v.as_object());
 }
 
-Service::Service(Deps deps) : deps_(deps) { AddTenancyOperations(deps_, operations_); }
+Service::Service(Deps deps) : deps_(deps), sandboxes_(std::make_unique<SandboxManager>(deps_)) {
+  AddTenancyOperations(deps_, operations_);
+  AddSandboxOperations(deps_, *sandboxes_, operations_);
+  AddTemplateOperations(deps_, *sandboxes_, operations_);
+}
+
+Service::~Service() { Stop(); }
+
+void Service::Start() { sandboxes_->Start(); }
+
+void Service::Stop() { sandboxes_->Stop(); }
 
 const Operation* Service::Find(std::string_view name) const {
   for (const auto& op : operations_) {

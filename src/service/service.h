@@ -7,6 +7,7 @@
 // Call may run on any thread concurrently.
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,13 +15,24 @@
 #include "auth/auth.h"
 #include "core/core.h"
 #include "core/json.h"
+#include "runtime/runtime.h"
 #include "store/store.h"
 
 namespace kiln::service {
 
+// Sends one event of a streaming operation (an exec's output chunk) to the caller; false
+// once the caller is gone, so the operation can stop early.
+using EmitFn = std::function<bool(std::string_view event, const json::value& data)>;
+
 struct Context {
   const auth::Principal& principal;
   std::string request_id;
+  // Set when the caller asked for a stream (SSE) and the operation is `streaming`; the
+  // operation's return value then becomes the stream's last event.
+  EmitFn emit;
+  // REST with a raw body: the `rest_raw_input` field holds the request body's bytes as they
+  // came, and the `rest_raw_output` field may hold any bytes (not only UTF-8 text).
+  bool raw = false;
 };
 
 struct Operation {
@@ -36,6 +48,18 @@ struct Operation {
   bool destructive = false;  // needs `confirm` with the exact resource id or name
   bool idempotent = false;
   bool paginated = false;  // run() answers {items, has_more, next_cursor}
+  // run() may block for long (a command in a sandbox, a file through kiln-init): REST runs it
+  // on a worker thread, never on an I/O thread.
+  bool blocking = false;
+  // run() can report progress through Context::emit; REST offers it as Server-Sent Events
+  // (Accept: text/event-stream or ?stream=1), ending with `final_event` carrying the result.
+  bool streaming = false;
+  std::string final_event = "result";
+  // REST binding of bytes: the request body is the raw value of this input field instead of
+  // JSON (file uploads), and/or the response body is the raw value of this output field
+  // (downloads), sent as application/octet-stream.
+  std::string rest_raw_input;
+  std::string rest_raw_output;
   int success_status = 200;
   std::function<Result<json::value>(Context&, const json::object&)> run;
 };
@@ -45,14 +69,24 @@ struct Deps {
   auth::Authenticator& auth;
   const Clock& clock;
   const Config& config;
+  const crypto::SecretBox& box;         // secrets at rest (sandbox env)
+  runtime::Runtime* runtime = nullptr;  // null where instances cannot run (no root, no runc)
+  std::string runtime_error = {};       // why runtime is null, for the errors that say so
 };
+
+class SandboxManager;
 
 class Service {
  public:
   explicit Service(Deps deps);
+  ~Service();
   // Operations hold references to deps_ and to operations_: the service never moves.
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;
+  // Background work: reconciling instances with the store after a restart, the warm pool, the
+  // expiry reaper, template builds. Start once the store is open; Stop before it closes.
+  void Start();
+  void Stop();
   const std::vector<Operation>& operations() const { return operations_; }
   const Operation* Find(std::string_view name) const;
   // Checks scopes (PermissionDenied MISSING_SCOPE), validates `input` against the
@@ -61,12 +95,14 @@ class Service {
 
  private:
   Deps deps_;
+  std::unique_ptr<SandboxManager> sandboxes_;
   std::vector<Operation> operations_;
 };
 
 // Validates `value` against a JSON Schema subset (type, properties, required,
 // additionalProperties (false or a schema), propertyNames, maxProperties, enum, minLength,
-// maxLength, pattern, minimum, maximum, items, minItems, maxItems, uniqueItems). `where` names the value in messages ("body.name").
+// maxLength, pattern, minimum, maximum, items, minItems, maxItems, uniqueItems). `where` names the
+// value in messages ("body.name").
 Status Validate(const json::object& schema, const json::value& value, std::string_view where);
 
 // Opaque list cursors over store sequence numbers.

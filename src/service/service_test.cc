@@ -75,7 +75,9 @@ class ServiceTest : public ::testing::Test {
     store_ = std::move(store::OpenSqliteStore(dir_ + "/kiln.db")).value();
     admin_secret_ = **auth::Bootstrap(*store_, dir_, clock_);
     auth_ = std::make_unique<auth::Authenticator>(*store_, "jwt", clock_);
-    service_ = std::make_unique<Service>(Deps{*store_, *auth_, clock_, config_});
+    // No runtime: these tests cover the tenancy operations and the definitions.
+    service_ = std::make_unique<Service>(
+        Deps{*store_, *auth_, clock_, config_, box_, nullptr, "not in unit tests"});
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
@@ -84,7 +86,7 @@ class ServiceTest : public ::testing::Test {
     if (!principal.ok()) {
       return principal.status();
     }
-    Context ctx{*principal, "req_test"};
+    Context ctx{*principal, "req_test", nullptr, false};
     const Operation* o = service_->Find(op);
     EXPECT_NE(o, nullptr) << op;
     return service_->Call(*o, ctx, Obj(input));
@@ -93,6 +95,7 @@ class ServiceTest : public ::testing::Test {
   std::string dir_;
   FakeClock clock_;
   Config config_;
+  crypto::SecretBox box_ = crypto::SecretBox::FromKey(std::string(32, 'k'));
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<auth::Authenticator> auth_;
   std::unique_ptr<Service> service_;

@@ -1,12 +1,8 @@
 // Workspaces, API keys, tokens and the activity feed (shared/API.md "Auth and tenancy").
-#include "service/tenancy.h"
+#include "service/operations.h"
 
 namespace kiln::service {
 namespace {
-
-json::value TimeOrNull(int64_t ms) {
-  return ms == 0 ? json::value(nullptr) : json::value(FormatTime(ms));
-}
 
 json::object WorkspaceJson(const store::Workspace& ws) {
   return {{"id", ws.id},
@@ -63,40 +59,6 @@ store::Event MakeEvent(const Deps& d, const std::string& ws, std::string type,
   return e;
 }
 
-// Pagination input shared by every list: `limit` (1..200, default 50) and `cursor`.
-constexpr std::string_view kPageProps =
-    R"("limit": {"type": "integer", "minimum": 1, "maximum": 200, "description": "page size, default 50"},
-       "cursor": {"type": "string", "maxLength": 64, "description": "next_cursor of the previous page"})";
-
-Result<store::PageRequest> PageFrom(const json::object& in) {
-  store::PageRequest page;
-  page.limit = static_cast<int>(GetInt(in, "limit", 50));
-  if (auto cursor = FindString(in, "cursor"); cursor && !cursor->empty()) {
-    KILN_ASSIGN_OR_RETURN(page.seq, DecodeCursor(*cursor));
-  }
-  return page;
-}
-
-// Lists are fetched one row past the page to learn whether more follow.
-template <typename Row, typename ToJson>
-json::value PageJson(std::vector<Row> rows, int limit, ToJson to_json) {
-  bool has_more = static_cast<int>(rows.size()) > limit;
-  if (has_more) {
-    rows.resize(limit);
-  }
-  json::array items;
-  for (const auto& r : rows) {
-    items.emplace_back(to_json(r));
-  }
-  json::value next = has_more ? json::value(EncodeCursor(rows.back().seq)) : json::value(nullptr);
-  return json::object{{"items", std::move(items)}, {"has_more", has_more}, {"next_cursor", next}};
-}
-
-Status ConfirmRequired(const std::string& what, const std::string& id) {
-  return Status::Conflict("CONFIRMATION_REQUIRED", what + " needs ?confirm=" + id,
-                          "repeat the request with ?confirm=" + id + " to show you mean it");
-}
-
 const char* kKeySchema = R"({"type": "object", "properties": {
     "id": {"type": "string"}, "name": {"type": "string"}, "prefix": {"type": "string"},
     "scopes": {"type": "array", "items": {"type": "string"}},
@@ -139,6 +101,19 @@ Result<store::ApiKey> FindKey(const Deps& d, const std::string& workspace_id,
   return key;
 }
 
+// What runs instances on this server (the issue's "say which in /v1/me").
+json::object RuntimeJson(const Deps& d) {
+  if (d.runtime == nullptr) {
+    return {{"available", false}, {"error", d.runtime_error}};
+  }
+  const runtime::RuntimeInfo& info = d.runtime->info();
+  return {{"available", true},
+          {"engine", info.engine},
+          {"version", info.engine_version},
+          {"cgroupVersion", info.cgroup_version},
+          {"egress", info.egress}};
+}
+
 void AddAuthOps(const Deps& d, std::vector<Operation>& out) {
   Operation token;
   token.name = "auth.token";
@@ -179,7 +154,8 @@ void AddAuthOps(const Deps& d, std::vector<Operation>& out) {
   me.input = Schema(R"({"type": "object", "additionalProperties": false, "properties": {}})");
   me.output = Schema(R"({"type": "object", "properties": {"workspace": {"type": "object"},
       "key": {"type": "object"}, "auth": {"type": "string", "enum": ["key", "jwt"]},
-      "limits": {"type": "object"}, "capabilities": {"type": "array", "items": {"type": "string"}}}})");
+      "limits": {"type": "object"}, "capabilities": {"type": "array", "items": {"type": "string"}},
+      "runtime": {"type": "object", "description": "what runs sandboxes here: engine (runc or crun), cgroup version, egress"}}})");
   me.run = [&d, &out](Context& ctx, const json::object&) -> Result<json::value> {
     const auth::Principal& p = ctx.principal;
     json::array scopes;
@@ -204,7 +180,8 @@ void AddAuthOps(const Deps& d, std::vector<Operation>& out) {
         {"limits", json::object{{"requestsPerSecond", d.config.limits.rate_per_second},
                                 {"burst", d.config.limits.rate_burst},
                                 {"bodyLimitBytes", d.config.server.body_limit_bytes}}},
-        {"capabilities", std::move(capabilities)}};
+        {"capabilities", std::move(capabilities)},
+        {"runtime", RuntimeJson(d)}};
   };
   out.push_back(std::move(me));
 }
@@ -485,6 +462,24 @@ void AddEventOps(const Deps& d, std::vector<Operation>& out) {
 }
 
 }  // namespace
+
+json::value TimeOrNull(int64_t ms) {
+  return ms == 0 ? json::value(nullptr) : json::value(FormatTime(ms));
+}
+
+Result<store::PageRequest> PageFrom(const json::object& in) {
+  store::PageRequest page;
+  page.limit = static_cast<int>(GetInt(in, "limit", 50));
+  if (auto cursor = FindString(in, "cursor"); cursor && !cursor->empty()) {
+    KILN_ASSIGN_OR_RETURN(page.seq, DecodeCursor(*cursor));
+  }
+  return page;
+}
+
+Status ConfirmRequired(const std::string& what, const std::string& id) {
+  return Status::Conflict("CONFIRMATION_REQUIRED", what + " needs ?confirm=" + id,
+                          "repeat the request with ?confirm=" + id + " to show you mean it");
+}
 
 void AddTenancyOperations(const Deps& deps, std::vector<Operation>& out) {
   AddAuthOps(deps, out);
