@@ -140,6 +140,13 @@ int Main(int argc, char** argv) {
     code = daemon::Run(*config);
   });
 
+  // kiln cleanup
+  auto* cleanup = app.add_subcommand(
+      "cleanup", "remove every sandbox and instance under a data directory (server stopped)");
+  std::string cleanup_dir;
+  cleanup->add_option("--data-dir", cleanup_dir, "state directory (default ./.kiln)");
+  cleanup->callback([&] { code = daemon::Cleanup(cleanup_dir.empty() ? "./.kiln" : cleanup_dir); });
+
   // kiln login / whoami
   auto* login = app.add_subcommand("login", "save the server URL and API key for later commands");
   std::string login_url, login_key;

@@ -263,4 +263,35 @@ int Run(const Config& config) {
   return exit_code;
 }
 
+int Cleanup(const std::string& data_dir) {
+  const fs::path dir(data_dir);
+  if (!fs::exists(dir / "instances")) {
+    return 0;  // nothing was ever started here
+  }
+  auto lock_fd = LockDataDir(dir);
+  if (!lock_fd.ok()) {
+    return Fail(lock_fd.status());
+  }
+  runtime::RuntimeOptions options;
+  options.data_dir = data_dir;
+  options.init_path = BesideExecutable("kiln-init");
+  auto runtime = runtime::Runtime::Open(options);
+  if (!runtime.ok()) {
+    return Fail(runtime.status());
+  }
+  int removed = 0;
+  int failed = 0;
+  for (const runtime::InstanceInfo& info : (*runtime)->List()) {
+    Status s = (*runtime)->Remove(info.id);
+    if (s.ok()) {
+      ++removed;
+    } else {
+      ++failed;
+      log::Error("cannot remove instance", {{"id", info.id}, {"error", s.ToString()}});
+    }
+  }
+  std::printf("Removed %d instance(s) from %s.\n", removed, data_dir.c_str());
+  return failed == 0 ? 0 : 1;
+}
+
 }  // namespace kiln::daemon

@@ -235,6 +235,20 @@ Status RuntimeImpl::Prepare() {
 }
 
 void RuntimeImpl::Load() {
+  // What a crash can leave without an instance directory: a container in the engine's state,
+  // a mount, a cgroup. Instances with a directory are the callers' to reconcile.
+  for (const std::string& id : engine_.List()) {
+    if (!fs::exists(Dir(id))) {
+      log::Warn("removing a stray container", {{"id", id}});
+      engine_.Delete(id);
+    }
+  }
+  for (const std::string& point : MountsUnder(instances_dir_)) {
+    std::string rest = point.substr(instances_dir_.size() + 1);
+    if (!fs::exists(Dir(rest.substr(0, rest.find('/'))) + "/instance.json")) {
+      Unmount(point);
+    }
+  }
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(instances_dir_, ec)) {
     std::string id = entry.path().filename().string();

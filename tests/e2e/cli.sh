@@ -14,6 +14,8 @@ cleanup() {
     kill -KILL "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
   fi
+  # Instances outlive their server by design; the test leaves none behind.
+  "$kiln" cleanup --data-dir "$tmp/data" >/dev/null 2>&1 || true
   if ((failed > 0)) && [[ -f "$tmp/server.log" ]]; then
     echo "---- server.log (tail) ----" >&2
     tail -n 30 "$tmp/server.log" >&2 || true

@@ -37,6 +37,7 @@
 #include <gtest/gtest.h>
 
 #include "core/json.h"
+#include "core/process.h"
 #include "http/http.h"
 
 namespace kiln::testing {
@@ -281,15 +282,18 @@ class RawClient {
 class ServerProcess {
  public:
   // `config` is TOML written to DIR/kiln.toml and passed with --config (none when empty).
+  // Without a [sandboxes] section of its own, a test server keeps no warm pool: most tests
+  // never start a sandbox, and a pool would cost each of them two containers.
   explicit ServerProcess(std::string config = {}) : config_(std::move(config)) {
     std::string templ = (fs::temp_directory_path() / "kiln-it-XXXXXX").string();
     if (::mkdtemp(templ.data()) == nullptr) {
       ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
     }
     dir_ = templ;
-    if (!config_.empty()) {
-      std::ofstream(dir_ / "kiln.toml") << config_;
+    if (config_.find("[sandboxes]") == std::string::npos) {
+      config_ += "\n[sandboxes]\npool_size = 0\n";
     }
+    std::ofstream(dir_ / "kiln.toml") << config_;
   }
 
   ~ServerProcess() {
@@ -303,6 +307,8 @@ class ServerProcess {
     if (::testing::Test::HasFailure()) {
       PrintLogTail();
     }
+    // Instances outlive their server by design; a test must not leave any behind.
+    RemoveInstances();
     const char* keep = std::getenv("KILN_TEST_KEEP");
     if (keep != nullptr && *keep == '1') {
       std::fprintf(stderr, "[kiln] kept data dir %s\n", dir_.c_str());
@@ -315,6 +321,17 @@ class ServerProcess {
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   static constexpr int kStillRunning = -1000;
+
+  // `kiln cleanup` on the data directory (the server must be stopped).
+  void RemoveInstances() {
+    if (!fs::exists(dir_ / "instances")) {
+      return;
+    }
+    auto r = RunProcess({Binary(), "cleanup", "--data-dir", dir_.string()}, 60s);
+    if (!r.ok() || r->exit_code != 0) {
+      ADD_FAILURE() << "kiln cleanup failed: " << (r.ok() ? r->output : r.status().ToString());
+    }
+  }
 
   static std::string Binary() {
     const char* bin = std::getenv("KILN_BIN");
