@@ -156,8 +156,10 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
     json::value killed_by = nullptr;
     bool pids_hit = false;
     if (before && after) {
-      // SIGKILL at a moment the kernel counted an OOM kill in this sandbox.
-      if (after->oom_kills > before->oom_kills && result.signal == 9 && !result.timed_out) {
+      // Killed by SIGKILL (itself, or a child as a shell reports it: 137) while the kernel
+      // counted an OOM kill in this sandbox.
+      bool sigkill = result.signal == 9 || result.exit_code == 128 + 9;
+      if (after->oom_kills > before->oom_kills && sigkill && !result.timed_out) {
         killed_by = "oom";
       }
       pids_hit = after->pids_limit_hits > before->pids_limit_hits;

@@ -128,6 +128,11 @@ struct Reply {
     }
     return dflt;
   }
+  // False when absent or not a boolean.
+  bool Bool(std::string_view pointer) const {
+    const json::value* v = Find(pointer);
+    return v != nullptr && v->is_bool() && v->as_bool();
+  }
   const json::array& Array(std::string_view pointer) const {
     static const json::array kEmpty;
     const json::value* v = Find(pointer);
