@@ -140,6 +140,9 @@ int Main(int argc, char** argv) {
     code = daemon::Run(*config);
   });
 
+  AddSandboxCommands(app, g.json, code);
+  AddTemplateCommands(app, g.json, code);
+
   // kiln cleanup
   auto* cleanup = app.add_subcommand(
       "cleanup", "remove every sandbox and instance under a data directory (server stopped)");

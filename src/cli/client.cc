@@ -72,44 +72,108 @@ Status SaveProfile(const Profile& profile) {
   return crypto::WriteFileAtomic(path, text.str(), 0600);
 }
 
-Result<json::value> CallApi(const Profile& profile, const std::string& method,
-                            const std::string& path, const json::value* body, int* http_status) {
-  if (profile.api_key.empty()) {
-    return Status(Code::kUnauthenticated, "NOT_LOGGED_IN", "no API key configured",
-                  "run `kiln login` or set KILN_API_KEY");
-  }
-  http::ClientRequest req;
-  req.method = method;
-  req.url = profile.url + path;
-  req.headers.emplace_back("authorization", "Bearer " + profile.api_key);
-  req.headers.emplace_back("accept", "application/json");
-  if (body != nullptr) {
-    req.body = json::serialize(*body);
-    req.headers.emplace_back("content-type", "application/json");
-  }
-  KILN_ASSIGN_OR_RETURN(http::ClientResponse res, http::Fetch(req));
-  if (http_status != nullptr) {
-    *http_status = res.status;
-  }
+namespace {
+
+// The server's error envelope as a Status (the CLI prints its code, message and hint).
+Status ErrorFrom(const http::ClientResponse& res, const std::string& url) {
   auto parsed = ParseJson(res.body);
-  if (!parsed.ok() || !parsed->is_object()) {
-    return Status::Unavailable("BAD_RESPONSE",
-                               "the server at " + profile.url + " answered HTTP " +
-                                   std::to_string(res.status) + " without a Kiln JSON body",
-                               "check that KILN_URL points at a kiln server");
-  }
-  json::object& o = parsed->as_object();
-  if (res.status >= 400) {
-    std::string code = "HTTP_" + std::to_string(res.status), message, hint;
-    if (auto e = o.find("error"); e != o.end() && e->value().is_object()) {
+  std::string code = "HTTP_" + std::to_string(res.status), message, hint;
+  if (parsed.ok() && parsed->is_object()) {
+    if (auto e = parsed->as_object().find("error");
+        e != parsed->as_object().end() && e->value().is_object()) {
       const json::object& err = e->value().as_object();
       code = GetString(err, "code", code);
       message = GetString(err, "message");
       hint = GetString(err, "hint");
     }
-    return Status(res.status == 401 ? Code::kUnauthenticated : Code::kInvalidArgument, code,
-                  message.empty() ? "HTTP " + std::to_string(res.status) : message, hint);
+  } else {
+    message = "the server at " + url + " answered HTTP " + std::to_string(res.status) +
+              " without a Kiln JSON body";
+    hint = "check that KILN_URL points at a kiln server";
   }
+  return Status(res.status == 401 ? Code::kUnauthenticated : Code::kInvalidArgument, code,
+                message.empty() ? "HTTP " + std::to_string(res.status) : message, hint);
+}
+
+}  // namespace
+
+Result<http::ClientResponse> Send(const Profile& profile, const ApiCall& call) {
+  if (profile.api_key.empty()) {
+    return Status(Code::kUnauthenticated, "NOT_LOGGED_IN", "no API key configured",
+                  "run `kiln login` or set KILN_API_KEY");
+  }
+  http::ClientRequest req;
+  req.method = call.method;
+  req.url = profile.url + call.path;
+  req.timeout = call.timeout;
+  req.headers.emplace_back("authorization", "Bearer " + profile.api_key);
+  req.headers.emplace_back("accept", call.accept);
+  if (!call.body.empty() || call.method == "PUT" || call.method == "POST") {
+    req.body = call.body;
+    req.headers.emplace_back("content-type", call.content_type);
+  }
+  std::string pending;  // SSE text not yet split into events
+  bool stopped = false;
+  if (call.on_event) {
+    req.on_body = [&](std::string_view piece) {
+      pending.append(piece);
+      size_t end;
+      while ((end = pending.find("\n\n")) != std::string::npos) {
+        std::string block = pending.substr(0, end);
+        pending.erase(0, end + 2);
+        std::string event = "message", data;
+        size_t pos = 0;
+        while (pos < block.size()) {
+          size_t nl = block.find('\n', pos);
+          std::string line =
+              block.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+          pos = nl == std::string::npos ? block.size() : nl + 1;
+          if (line.starts_with("event: ")) {
+            event = line.substr(7);
+          } else if (line.starts_with("data: ")) {
+            data += line.substr(6);
+          }
+        }
+        auto parsed = ParseJson(data);
+        if (parsed.ok() && !call.on_event(event, *parsed)) {
+          stopped = true;
+          return false;
+        }
+      }
+      return true;
+    };
+  }
+  KILN_ASSIGN_OR_RETURN(http::ClientResponse res, http::Fetch(req));
+  if (res.status >= 400) {
+    return ErrorFrom(res, profile.url);
+  }
+  (void)stopped;
+  return res;
+}
+
+Result<json::value> CallApi(const Profile& profile, const std::string& method,
+                            const std::string& path, const json::value* body, int* http_status) {
+  ApiCall call;
+  call.method = method;
+  call.path = path;
+  if (body != nullptr) {
+    call.body = json::serialize(*body);
+  }
+  auto res = Send(profile, call);
+  if (!res.ok()) {
+    return res.status();
+  }
+  if (http_status != nullptr) {
+    *http_status = res->status;
+  }
+  auto parsed = ParseJson(res->body);
+  if (!parsed.ok() || !parsed->is_object()) {
+    return Status::Unavailable("BAD_RESPONSE",
+                               "the server at " + profile.url + " answered HTTP " +
+                                   std::to_string(res->status) + " without a Kiln JSON body",
+                               "check that KILN_URL points at a kiln server");
+  }
+  json::object& o = parsed->as_object();
   if (o.contains("has_more")) {
     return std::move(*parsed);
   }

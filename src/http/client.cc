@@ -20,6 +20,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -48,6 +49,7 @@ struct Exchange {
   std::string url;     // as given, for messages
   bhttp::request<bhttp::string_body> request;
   std::chrono::milliseconds timeout{0};
+  std::function<bool(std::string_view)> on_body;
   std::optional<Result<ClientResponse>> result;
 };
 
@@ -64,6 +66,53 @@ Status Failed(const Exchange& x, std::string_view what, const boost::system::err
   }
   return Status::Unavailable("HTTP_ERROR", std::string(what) + " " + x.url + ": " + ec.message(),
                              "check the address and that the server is healthy");
+}
+
+// A response whose success body goes to on_body piece by piece (Beast's buffer_body: the
+// parser fills our buffer and stops with need_buffer when it is full).
+asio::awaitable<void> ReadStreamed(Exchange* x, beast::tcp_stream& stream,
+                                   beast::flat_buffer& buffer,
+                                   const boost::system::error_code& write_ec) {
+  bhttp::response_parser<bhttp::buffer_body> parser;
+  parser.header_limit(kResponseHeaderLimit);
+  parser.body_limit(kResponseBodyLimit);
+  auto [head_ec, head_n] = co_await bhttp::async_read_header(stream, buffer, parser, kAsTuple);
+  (void)head_n;
+  if (head_ec) {
+    x->result = Failed(*x, write_ec ? "cannot send the request to" : "bad or no response from",
+                       write_ec ? write_ec : head_ec);
+    co_return;
+  }
+  ClientResponse response;
+  response.status = static_cast<int>(parser.get().result_int());
+  for (const auto& field : parser.get()) {
+    std::string name(field.name_string());
+    std::transform(name.begin(), name.end(), name.begin(), internal::ToLower);
+    response.headers.emplace_back(std::move(name), std::string(field.value()));
+  }
+  bool deliver = response.status >= 200 && response.status < 300;
+  char chunk[16384];
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk;
+    parser.get().body().size = sizeof(chunk);
+    auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kAsTuple);
+    (void)n;
+    if (ec && ec != bhttp::error::need_buffer) {
+      x->result = Failed(*x, "the stream from", ec);
+      co_return;
+    }
+    std::string_view piece(chunk, sizeof(chunk) - parser.get().body().size);
+    if (deliver) {
+      if (!piece.empty() && !x->on_body(piece)) {
+        break;
+      }
+    } else {
+      response.body.append(piece);
+    }
+  }
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  x->result = std::move(response);
 }
 
 asio::awaitable<void> RunExchange(Exchange* x) {
@@ -120,6 +169,10 @@ asio::awaitable<void> RunExchange(Exchange* x) {
   // A server may answer early (413) and close without reading the rest; its answer is still
   // worth reading, so a failed write falls through to the read.
   beast::flat_buffer buffer;
+  if (x->on_body) {
+    co_await ReadStreamed(x, stream, buffer, write_ec);
+    co_return;
+  }
   bhttp::response_parser<bhttp::string_body> parser;
   parser.header_limit(kResponseHeaderLimit);
   parser.body_limit(kResponseBodyLimit);
@@ -180,6 +233,7 @@ Result<ClientResponse> Fetch(const ClientRequest& request) {
   x.origin = "http://" + std::string(url.encoded_host_and_port());
   x.url = request.url;
   x.timeout = request.timeout;
+  x.on_body = request.on_body;
 
   std::string target(url.encoded_target());
   if (target.empty() || target.front() != '/') {

@@ -183,6 +183,10 @@ struct ClientRequest {
   Headers headers;
   std::string body;
   std::chrono::milliseconds timeout{30'000};
+  // When set and the response is a success (2xx), the body is handed over in pieces as it
+  // arrives (an event stream) instead of being collected; returning false stops reading.
+  // Error responses are still collected whole into ClientResponse::body.
+  std::function<bool(std::string_view)> on_body;
 };
 struct ClientResponse {
   int status = 0;
