@@ -222,6 +222,8 @@ int Run(const Config& config) {
   auto start_ms = clock.NowMs();
   metrics.Gauge("kiln_uptime_seconds", "seconds since the server started",
                 [&clock, start_ms] { return (clock.NowMs() - start_ms) / 1000.0; });
+  metrics.Gauge("kiln_sandbox_pool_ready", "started sandboxes waiting in the warm pool",
+                [&service] { return static_cast<double>(service.PooledSandboxes()); });
   metrics.Gauge("kiln_http_requests_in_flight", "requests being handled now",
                 [&server] { return static_cast<double>((*server)->InFlight()); });
   metrics.Gauge("process_resident_memory_bytes", "resident set size", [] {

@@ -30,6 +30,8 @@ void Service::Start() { sandboxes_->Start(); }
 
 void Service::Stop() { sandboxes_->Stop(); }
 
+size_t Service::PooledSandboxes() const { return sandboxes_->pooled(); }
+
 const Operation* Service::Find(std::string_view name) const {
   for (const auto& op : operations_) {
     if (op.name == name) {

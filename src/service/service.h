@@ -87,6 +87,8 @@ class Service {
   // expiry reaper, template builds. Start once the store is open; Stop before it closes.
   void Start();
   void Stop();
+  // Started sandboxes waiting in the warm pool (for /metrics).
+  size_t PooledSandboxes() const;
   const std::vector<Operation>& operations() const { return operations_; }
   const Operation* Find(std::string_view name) const;
   // Checks scopes (PermissionDenied MISSING_SCOPE), validates `input` against the
