@@ -39,6 +39,11 @@ size_t WorkerPool::threads() const {
   return threads_;
 }
 
+size_t WorkerPool::idle() const {
+  std::lock_guard lock(mu_);
+  return idle_;
+}
+
 void WorkerPool::Loop() {
   std::unique_lock lock(mu_);
   while (true) {

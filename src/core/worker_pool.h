@@ -24,6 +24,7 @@ class WorkerPool {
   // else after the work queued before it. False once the pool is shutting down.
   bool Submit(std::function<void()> work);
   size_t threads() const;
+  size_t idle() const;  // threads waiting for work
 
  private:
   void Loop();

@@ -39,7 +39,8 @@ TEST(WorkerPoolTest, AnIdleThreadIsReused) {
   std::atomic<int> done{0};
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(pool.Submit([&] { ++done; }));
-    while (done.load() != i + 1) {
+    // Done, and back waiting for work: only then is it the idle thread the next one gets.
+    while (done.load() != i + 1 || pool.idle() != 1) {
       std::this_thread::yield();
     }
   }
