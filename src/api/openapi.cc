@@ -59,6 +59,12 @@ json::object OperationObject(const service::Operation& op) {
     }
   }
   bool body_method = op.method == "POST" || op.method == "PUT" || op.method == "PATCH";
+  // A raw body carries one field's bytes; every other field then goes in the query string.
+  bool raw_body = body_method && !op.rest_raw_input.empty();
+  if (raw_body) {
+    props.erase(op.rest_raw_input);
+    required.erase(op.rest_raw_input);
+  }
 
   json::array parameters;
   auto add_param = [&](const std::string& name, std::string_view in, bool req) {
@@ -76,7 +82,7 @@ json::object OperationObject(const service::Operation& op) {
   if (props.contains("confirm")) {
     add_param("confirm", "query", false);
   }
-  if (!body_method) {
+  if (!body_method || raw_body) {
     std::vector<std::string> names;
     for (const auto& p : props) {
       names.emplace_back(p.key());
@@ -112,7 +118,13 @@ json::object OperationObject(const service::Operation& op) {
   if (!parameters.empty()) {
     o["parameters"] = std::move(parameters);
   }
-  if (body_method) {
+  if (raw_body) {
+    o["requestBody"] = json::object{
+        {"required", true},
+        {"content", json::object{{"application/octet-stream",
+                                  json::object{{"schema", json::object{{"type", "string"},
+                                                                       {"format", "binary"}}}}}}}};
+  } else if (body_method) {
     json::object body_schema = op.input;
     body_schema["properties"] = props;
     json::array req_array;
@@ -129,7 +141,23 @@ json::object OperationObject(const service::Operation& op) {
         {"content", json::object{{"application/json", json::object{{"schema", body_schema}}}}}};
   }
   json::object responses;
-  responses[std::to_string(op.success_status)] = Response(op.summary, Envelope(op));
+  json::object success = Response(op.summary, Envelope(op));
+  json::object& content = success["content"].as_object();
+  if (!op.rest_raw_output.empty()) {
+    // The bytes themselves (JSON clients such as MCP get them in the envelope instead).
+    content = json::object{
+        {"application/octet-stream",
+         json::object{{"schema", json::object{{"type", "string"}, {"format", "binary"}}}}}};
+  }
+  if (op.streaming) {
+    content["text/event-stream"] =
+        json::object{{"schema", json::object{{"type", "string"}}},
+                     {"description",
+                      "with Accept: text/event-stream (or ?stream=1): progress events as they "
+                      "happen, then `" +
+                          op.final_event + "` carrying the data object above"}};
+  }
+  responses[std::to_string(op.success_status)] = std::move(success);
   responses["default"] = Response("error", ErrorRef());
   o["responses"] = std::move(responses);
   return o;

@@ -195,6 +195,7 @@ Status TemplateStore::EnsureBase() {
     KILN_RETURN_IF_ERROR(WriteText(root / name, "", k644));
   }
   meta.built_ms = SystemClock::Instance().NowMs();
+  meta.size_bytes = TreeSize(root);
   KILN_RETURN_IF_ERROR(WriteMeta(tmp.string(), meta));
   std::error_code ec;
   fs::rename(tmp, fs::path(dir_) / "base", ec);
@@ -248,6 +249,7 @@ Status TemplateStore::BuildDebian(const std::string& mirror, const std::string& 
   Meta meta;
   meta.name = "debian";
   meta.built_ms = SystemClock::Instance().NowMs();
+  meta.size_bytes = TreeSize(tmp / "rootfs");
   KILN_RETURN_IF_ERROR(WriteMeta(tmp.string(), meta));
   fs::rename(tmp, fs::path(dir_) / "debian", ec);
   if (ec) {
@@ -273,6 +275,7 @@ Status TemplateStore::Commit(const std::string& name, const std::string& parent,
   meta.name = name;
   meta.parent = parent;
   meta.built_ms = SystemClock::Instance().NowMs();
+  meta.size_bytes = TreeSize(tmp / "rootfs");
   KILN_RETURN_IF_ERROR(WriteMeta(tmp.string(), meta));
   fs::rename(tmp, fs::path(dir_) / name, ec);
   if (ec) {
@@ -315,6 +318,7 @@ Result<TemplateStore::Meta> TemplateStore::ReadMeta(const std::string& name) con
   meta.name = name;
   meta.parent = GetString(o, "parent");
   meta.built_ms = GetInt(o, "builtMs");
+  meta.size_bytes = GetInt(o, "sizeBytes");
   if (auto it = o.find("hostBinds"); it != o.end() && it->value().is_array()) {
     for (const auto& b : it->value().as_array()) {
       if (b.is_string()) {
@@ -333,7 +337,8 @@ Status TemplateStore::WriteMeta(const std::string& dir, const Meta& meta) const 
   json::object o{{"name", meta.name},
                  {"parent", meta.parent},
                  {"hostBinds", std::move(binds)},
-                 {"builtMs", meta.built_ms}};
+                 {"builtMs", meta.built_ms},
+                 {"sizeBytes", meta.size_bytes}};
   return crypto::WriteFileAtomic(fs::path(dir) / "template.json", json::serialize(o), 0644);
 }
 
@@ -366,7 +371,7 @@ std::vector<TemplateInfo> TemplateStore::List() const {
     info.name = name;
     info.parent = meta->parent;
     info.built_ms = meta->built_ms;
-    info.size_bytes = TreeSize(entry.path() / "rootfs");
+    info.size_bytes = meta->size_bytes;
     out.push_back(std::move(info));
   }
   return out;

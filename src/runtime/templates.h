@@ -49,6 +49,7 @@ class TemplateStore {
     std::string parent;
     std::vector<std::string> host_binds;
     int64_t built_ms = 0;
+    int64_t size_bytes = 0;  // of its own layer, measured once when it is made
   };
   Result<Meta> ReadMeta(const std::string& name) const;
   Status WriteMeta(const std::string& dir, const Meta& meta) const;

@@ -163,6 +163,17 @@ TEST_F(ServiceTest, OpenApiDocumentListsTheRoutes) {
       {"/v1/workspaces", {"get", "post"}},
       {"/v1/workspaces/{slug}", {"get"}},
       {"/v1/events", {"get"}},
+      {"/v1/sandboxes", {"get", "post"}},
+      {"/v1/sandboxes/{id}", {"get", "delete"}},
+      {"/v1/sandboxes/{id}/exec", {"post"}},
+      {"/v1/sandboxes/{id}/files", {"get", "put", "delete"}},
+      {"/v1/sandboxes/{id}/files/list", {"get"}},
+      {"/v1/sandboxes/{id}/pause", {"post"}},
+      {"/v1/sandboxes/{id}/resume", {"post"}},
+      {"/v1/sandboxes/{id}/timeout", {"post"}},
+      {"/v1/templates", {"get", "post"}},
+      {"/v1/templates/{name}", {"get", "delete"}},
+      {"/v1/templates/{name}/logs", {"get"}},
   };
   const json::value* paths = r.Find("/paths");
   ASSERT_TRUE(paths != nullptr && paths->is_object()) << r.body.substr(0, 500);
@@ -178,6 +189,24 @@ TEST_F(ServiceTest, OpenApiDocumentListsTheRoutes) {
   const json::value* create = r.Find("/paths/~1v1~1keys/post/operationId");
   ASSERT_NE(create, nullptr);
   EXPECT_EQ(*create, "keys_create");
+  // Bytes are described as bytes: a file upload's body and a download's answer.
+  EXPECT_EQ(r.Str("/paths/~1v1~1sandboxes~1{id}~1files/put/requestBody/content/"
+                  "application~1octet-stream/schema/format"),
+            "binary");
+  EXPECT_EQ(r.Str("/paths/~1v1~1sandboxes~1{id}~1files/get/responses/200/content/"
+                  "application~1octet-stream/schema/format"),
+            "binary");
+  // The upload's other fields are query parameters.
+  bool path_in_query = false;
+  for (const auto& p : r.Array("/paths/~1v1~1sandboxes~1{id}~1files/put/parameters")) {
+    path_in_query =
+        path_in_query || (p.as_object().at("name") == "path" && p.as_object().at("in") == "query");
+  }
+  EXPECT_TRUE(path_in_query);
+  // Exec can stream.
+  EXPECT_TRUE(
+      r.Has("/paths/~1v1~1sandboxes~1{id}~1exec/post/responses/200/content/"
+            "text~1event-stream"));
 }
 
 }  // namespace
