@@ -1,4 +1,7 @@
 // Exec and files in a sandbox (shared/API.md "Exec", "Sandboxes" files), through kiln-init.
+#include <csignal>
+#include <map>
+
 #include "core/crypto.h"
 #include "service/operations.h"
 #include "service/sandboxes.h"
@@ -106,6 +109,7 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
       "maxBytes": {"type": "integer", "minimum": 1, "maximum": 5242880, "description": "per stream, default 1 MiB"},)js") +
       kIdProp + "}}");
   op.output = Schema(R"js({"type": "object", "properties": {
+      "pid": {"type": "integer", "description": "the command's pid in the sandbox"},
       "exitCode": {"type": "integer"}, "stdout": {"type": "string"}, "stderr": {"type": "string"},
       "truncated": {"type": "boolean"}, "timedOut": {"type": "boolean"}, "durationMs": {"type": "integer"},
       "killedBy": {"type": ["string", "null"], "description": "oom when the memory limit killed it"},
@@ -151,7 +155,12 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
         return ctx.emit(stream == 1 ? "stdout" : "stderr", json::object{{"data", text}});
       };
     }
-    KILN_ASSIGN_OR_RETURN(runtime::ExecResult result, client.Exec(r, sink));
+    runtime::StartedCallback started;
+    if (ctx.emit) {
+      // The pid lets the caller signal the command while it runs (sandboxes.signal).
+      started = [&](int pid) { ctx.emit("start", json::object{{"pid", pid}}); };
+    }
+    KILN_ASSIGN_OR_RETURN(runtime::ExecResult result, client.Exec(r, sink, started));
     auto after = m.Stats(id);
     json::value killed_by = nullptr;
     bool pids_hit = false;
@@ -172,7 +181,8 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
         }
       }
     }
-    return json::object{{"exitCode", result.exit_code},
+    return json::object{{"pid", result.pid},
+                        {"exitCode", result.exit_code},
                         {"stdout", ValidUtf8(result.stdout_data)},
                         {"stderr", ValidUtf8(result.stderr_data)},
                         {"truncated", result.stdout_truncated || result.stderr_truncated},
@@ -180,6 +190,47 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
                         {"durationMs", result.duration_us / 1000},
                         {"killedBy", killed_by},
                         {"pidsLimitHit", pids_hit}};
+  };
+  return op;
+}
+
+Operation SignalOp(SandboxManager& m) {
+  Operation op;
+  op.name = "sandboxes.signal";
+  op.summary = "Send a signal to a running command of a sandbox";
+  op.description =
+      "Delivers `signal` (TERM by default; INT, HUP, KILL, QUIT, USR1, USR2, STOP, CONT) to a "
+      "command started with sandboxes.exec, and to its children: `pid` is the one the exec "
+      "stream's `start` event gave. Only commands started through exec can be signalled.";
+  op.method = "POST";
+  op.path = "/v1/sandboxes/{id}/signal";
+  op.scopes = auth::kExec;
+  op.blocking = true;
+  op.input = Schema(
+      std::string(
+          R"js({"type": "object", "additionalProperties": false, "required": ["id", "pid"], "properties": {
+      "pid": {"type": "integer", "minimum": 2},
+      "signal": {"type": "string", "enum": ["TERM", "INT", "HUP", "KILL", "QUIT", "USR1", "USR2", "STOP", "CONT"]},)js") +
+      kIdProp + "}}");
+  op.output = Schema(
+      R"js({"type": "object", "properties": {"pid": {"type": "integer"}, "signal": {"type": "string"}}})js");
+  op.run = [&m](Context& ctx, const json::object& in) -> Result<json::value> {
+    static const std::map<std::string, int> kSignals = {
+        {"TERM", SIGTERM}, {"INT", SIGINT},   {"HUP", SIGHUP},
+        {"KILL", SIGKILL}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+        {"USR2", SIGUSR2}, {"STOP", SIGSTOP}, {"CONT", SIGCONT}};
+    std::string name = GetString(in, "signal", "TERM");
+    int pid = static_cast<int>(GetInt(in, "pid"));
+    KILN_ASSIGN_OR_RETURN(runtime::InitClient client,
+                          m.Client(ctx.principal.workspace.id, Str(in, "id")));
+    Status s = client.Signal(pid, kSignals.at(name));
+    if (s.Is(Code::kNotFound)) {
+      return Status::NotFound("PROCESS_NOT_FOUND",
+                              "no running command with pid " + std::to_string(pid),
+                              "use the pid of the exec's `start` event while it runs");
+    }
+    KILN_RETURN_IF_ERROR(s);
+    return json::object{{"pid", pid}, {"signal", name}};
   };
   return op;
 }
@@ -358,6 +409,7 @@ Operation ListOp(SandboxManager& m) {
 
 void AddExecOperations(const Deps& deps, SandboxManager& sandboxes, std::vector<Operation>& out) {
   out.push_back(ExecOp(deps, sandboxes));
+  out.push_back(SignalOp(sandboxes));
   out.push_back(ReadOp(deps, sandboxes));
   out.push_back(WriteOp(sandboxes));
   out.push_back(RemoveOp(sandboxes));

@@ -124,6 +124,7 @@ TEST_F(SandboxLifecycleTest, ExecResultsAndStreaming) {
                        {{"authorization", "Bearer " + admin_}, {"accept", "text/event-stream"}});
   ASSERT_EQ(sse.status, 200) << sse;
   EXPECT_TRUE(sse.Header("content-type").starts_with("text/event-stream")) << sse;
+  EXPECT_NE(sse.body.find("event: start\ndata: {\"pid\":"), std::string::npos) << sse.body;
   size_t one = sse.body.find("event: stdout\ndata: {\"data\":\"one\\n\"}");
   size_t two = sse.body.find("event: stderr\ndata: {\"data\":\"two\\n\"}");
   size_t exit = sse.body.find("event: exit\ndata: {\"exitCode\":3");
@@ -137,6 +138,36 @@ TEST_F(SandboxLifecycleTest, ExecResultsAndStreaming) {
                        {{"authorization", "Bearer " + admin_}, {"accept", "text/event-stream"}});
   EXPECT_EQ(gone.status, 404) << gone;
   EXPECT_EQ(gone.ErrorCode(), "SANDBOX_NOT_FOUND");
+}
+
+TEST_F(SandboxLifecycleTest, SignalReachesARunningCommand) {
+  std::string id = Create();
+  Reply result;
+  std::thread running([&] {
+    result =
+        Exec(id, "trap 'echo got-term; exit 9' TERM; while true; do sleep 0.05; done # mark-77",
+             R"("timeoutMs": 20000)");
+  });
+  // Its pid, as the sandbox sees it (the pid kiln-init knows it by).
+  std::string pid;
+  for (int i = 0; i < 100 && pid.empty(); ++i) {
+    pid = Exec(id, "pgrep -o -f mark-77 || true").Str("/data/stdout");
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_FALSE(pid.empty());
+  pid.pop_back();
+  Reply sent = Call("POST", "/v1/sandboxes/" + id + "/signal", admin_,
+                    R"({"pid": )" + pid + R"(, "signal": "TERM"})");
+  EXPECT_EQ(sent.status, 200) << sent;
+  running.join();
+  EXPECT_EQ(result.Int("/data/exitCode"), 9) << result;
+  EXPECT_EQ(result.Str("/data/stdout"), "got-term\n") << result;
+  // Only commands started through exec can be signalled.
+  Reply init = Call("POST", "/v1/sandboxes/" + id + "/signal", admin_, R"({"pid": 1})");
+  EXPECT_EQ(init.status, 400) << init;  // below the minimum: never kiln-init itself
+  Reply stranger = Call("POST", "/v1/sandboxes/" + id + "/signal", admin_, R"({"pid": 99999})");
+  EXPECT_EQ(stranger.status, 404) << stranger;
+  EXPECT_EQ(stranger.ErrorCode(), "PROCESS_NOT_FOUND");
 }
 
 TEST_F(SandboxLifecycleTest, KillRemovesEverythingAndListsFilter) {
