@@ -38,7 +38,7 @@ constexpr int64_t kGiB = 1024 * kMiB;
 constexpr int kHourMs = 3600 * 1000;
 constexpr int kDaySeconds = 86400;
 
-const std::array<KeySpec, 29> kKeys = {{
+const std::array<KeySpec, 30> kKeys = {{
     {"server", "listen", [](Config& c) -> FieldPtr { return &c.server.listen; }},
     {"server", "data_dir", [](Config& c) -> FieldPtr { return &c.server.data_dir; }},
     {"server", "threads", [](Config& c) -> FieldPtr { return &c.server.threads; }, 0, 256, false,
@@ -72,6 +72,8 @@ const std::array<KeySpec, 29> kKeys = {{
     {"runtime", "debian_mirror", [](Config& c) -> FieldPtr { return &c.runtime.debian_mirror; }},
     {"sandboxes", "pool_size", [](Config& c) -> FieldPtr { return &c.sandboxes.pool_size; }, 0, 64,
      false, "started sandboxes kept ready, 0 = none"},
+    {"sandboxes", "pool_templates",
+     [](Config& c) -> FieldPtr { return &c.sandboxes.pool_templates; }},
     {"sandboxes", "default_timeout_seconds",
      [](Config& c) -> FieldPtr { return &c.sandboxes.default_timeout_seconds; }, 1,
      30 * kDaySeconds, false, "seconds"},
@@ -410,6 +412,26 @@ Status SplitHostPort(const std::string& listen, std::string* host, uint16_t* por
   return Status::Ok();
 }
 
+std::vector<std::string> PooledTemplates(const Config& config) {
+  std::vector<std::string> out;
+  std::string_view list = config.sandboxes.pool_templates;
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') {
+      item.remove_prefix(1);
+    }
+    while (!item.empty() && item.back() == ' ') {
+      item.remove_suffix(1);
+    }
+    if (!item.empty()) {
+      out.emplace_back(item);
+    }
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+  }
+  return out;
+}
+
 Status ValidateConfig(const Config& config) {
   // The specs hand out mutable pointers (they are made for loading); a copy keeps `config`
   // untouched without a const_cast.
@@ -454,6 +476,13 @@ Status ValidateConfig(const Config& config) {
   if (sb.default_timeout_seconds > sb.max_timeout_seconds) {
     return Invalid("sandboxes.default_timeout_seconds is longer than max_timeout_seconds",
                    "keep default_timeout_seconds <= max_timeout_seconds");
+  }
+  for (const std::string& name : PooledTemplates(config)) {
+    if (name != "base" && name != "debian") {
+      return Invalid("sandboxes.pool_templates names \"" + name + "\", not a built-in template",
+                     "list base and/or debian, comma-separated; custom templates set poolSize "
+                     "when they are created");
+    }
   }
   if (config.runtime.engine != "" && config.runtime.engine != "runc" &&
       config.runtime.engine != "crun") {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 
@@ -40,7 +41,8 @@ struct Config {
   } runtime;
 
   struct Sandboxes {
-    int pool_size = 2;                    // started `base` sandboxes kept ready; 0 = none
+    int pool_size = 2;  // started sandboxes kept ready per pooled template; 0 = none
+    std::string pool_templates = "base";  // built-ins pooled: "base", "base,debian" or ""
     int default_timeout_seconds = 300;    // lifetime when create does not say
     int max_timeout_seconds = 86400;      // longest lifetime a create or extend may ask
     int default_memory_mb = 512;          // memory limit when create does not say
@@ -68,6 +70,8 @@ struct ConfigOverrides {
 // are caught), applies the overrides, validates. Errors name the key and the fix.
 Result<Config> LoadConfig(const std::optional<std::string>& path, const ConfigOverrides& flags);
 Status ValidateConfig(const Config& config);
+// sandboxes.pool_templates split on commas.
+std::vector<std::string> PooledTemplates(const Config& config);
 
 // "127.0.0.1:8080" -> host, port. IPv6 as "[::1]:8080".
 Status SplitHostPort(const std::string& listen, std::string* host, uint16_t* port);

@@ -48,7 +48,9 @@ runtime::Resources PoolResources(const Config& config) {
   return r;
 }
 
-SandboxManager::SandboxManager(const Deps& deps) : deps_(deps), templates_(deps) {}
+SandboxManager::SandboxManager(const Deps& deps) : deps_(deps), templates_(deps) {
+  templates_.SetBeforeRemove([this](const std::string& dir) { DrainPool(dir); });
+}
 
 SandboxManager::~SandboxManager() { Stop(); }
 
@@ -127,15 +129,16 @@ void SandboxManager::Reconcile() {
     Track(s);
     ++attached;
   }
+  std::map<std::string, size_t> targets = PoolTargets();
   for (const auto& [id, info] : instances) {
     if (owned.contains(id)) {
       continue;
     }
+    std::deque<std::string>& pool = pool_[info.template_name];
     if (info.label == "pool" && info.state == runtime::InstanceState::kRunning &&
-        info.template_name == "base" &&
         SameResources(info.resources, PoolResources(deps_.config)) &&
-        pool_.size() < static_cast<size_t>(deps_.config.sandboxes.pool_size)) {
-      pool_.push_back(id);
+        pool.size() < targets[info.template_name]) {
+      pool.push_back(id);
       ++adopted;
       continue;
     }
@@ -203,44 +206,88 @@ void SandboxManager::ReaperLoop() {
 
 size_t SandboxManager::pooled() const {
   std::lock_guard lock(pool_mu_);
-  return pool_.size();
+  size_t total = 0;
+  for (const auto& [dir, ids] : pool_) {
+    total += ids.size();
+  }
+  return total;
+}
+
+std::map<std::string, size_t> SandboxManager::PoolTargets() {
+  std::map<std::string, size_t> targets;
+  auto size = static_cast<size_t>(deps_.config.sandboxes.pool_size);
+  for (const std::string& name : PooledTemplates(deps_.config)) {
+    if (size > 0 && deps_.runtime->HasTemplate(name)) {
+      targets[name] = size;
+    }
+  }
+  if (auto custom = deps_.store.ListAllTemplates(); custom.ok()) {
+    for (const store::Template& t : *custom) {
+      if (t.status == "ready" && t.pool_size > 0) {
+        targets[t.id] = static_cast<size_t>(t.pool_size);
+      }
+    }
+  }
+  std::lock_guard lock(pool_mu_);
+  for (const std::string& dir : retired_) {
+    targets.erase(dir);
+  }
+  return targets;
 }
 
 void SandboxManager::PoolLoop() {
-  const size_t target = static_cast<size_t>(deps_.config.sandboxes.pool_size);
   std::unique_lock lock(pool_mu_);
   while (!stopping_) {
-    if (pool_.size() >= target) {
-      pool_cv_.wait(lock, [&] { return stopping_ || pool_.size() < target; });
+    lock.unlock();
+    // Read each round: templates come and go, and a new one with a poolSize starts filling.
+    std::map<std::string, size_t> targets = PoolTargets();
+    lock.lock();
+    std::string dir;
+    for (const auto& [name, target] : targets) {
+      if (pool_[name].size() < target) {
+        dir = name;
+        break;
+      }
+    }
+    if (dir.empty()) {
+      pool_cv_.wait_for(lock, 5s);
       continue;
     }
     lock.unlock();
     runtime::InstanceSpec spec;
     spec.id = NewId("sbx");
-    spec.template_name = "base";
+    spec.template_name = dir;
     spec.label = "pool";
     spec.resources = PoolResources(deps_.config);
     auto started = deps_.runtime->Start(spec);
     lock.lock();
     if (!started.ok()) {
-      log::Warn("warm pool: cannot start an instance", {{"error", started.status().ToString()}});
+      log::Warn("warm pool: cannot start an instance",
+                {{"template", dir}, {"error", started.status().ToString()}});
       pool_cv_.wait_for(lock, 10s, [&] { return stopping_; });
       continue;
     }
-    pool_.push_back(spec.id);
+    if (retired_.contains(dir)) {
+      lock.unlock();
+      deps_.runtime->Remove(spec.id);
+      lock.lock();
+      continue;
+    }
+    pool_[dir].push_back(spec.id);
   }
 }
 
-std::string SandboxManager::Claim() {
+std::string SandboxManager::Claim(const std::string& template_dir) {
   while (true) {
     std::string id;
     {
       std::lock_guard lock(pool_mu_);
-      if (pool_.empty() || stopping_) {
+      auto it = pool_.find(template_dir);
+      if (it == pool_.end() || it->second.empty() || stopping_) {
         return {};
       }
-      id = pool_.front();
-      pool_.pop_front();
+      id = it->second.front();
+      it->second.pop_front();
     }
     pool_cv_.notify_all();  // refill
     auto info = deps_.runtime->Get(id);
@@ -248,6 +295,21 @@ std::string SandboxManager::Claim() {
       return id;
     }
     deps_.runtime->Remove(id);  // died while waiting
+  }
+}
+
+void SandboxManager::DrainPool(const std::string& template_dir) {
+  std::deque<std::string> ids;
+  {
+    std::lock_guard lock(pool_mu_);
+    retired_.insert(template_dir);
+    if (auto it = pool_.find(template_dir); it != pool_.end()) {
+      ids = std::move(it->second);
+      pool_.erase(it);
+    }
+  }
+  for (const std::string& id : ids) {
+    deps_.runtime->Remove(id);
   }
 }
 
@@ -260,8 +322,8 @@ Result<store::Sandbox> SandboxManager::Create(const auth::Principal& principal,
                         templates_.Resolve(principal.workspace.id, request.template_name));
   *pooled = false;
   std::string id;
-  if (template_dir == "base" && request.network == runtime::Network::kNone) {
-    id = Claim();
+  if (request.network == runtime::Network::kNone) {
+    id = Claim(template_dir);
     *pooled = !id.empty();
   }
   if (id.empty()) {
@@ -301,7 +363,7 @@ Result<store::Sandbox> SandboxManager::Create(const auth::Principal& principal,
     if (*pooled) {
       // Not ours after all: back to the pool's front, still warm.
       std::lock_guard pool_lock(pool_mu_);
-      pool_.push_front(id);
+      pool_[template_dir].push_front(id);
     }
     if (inserted.error_code() == "SANDBOX_LIMIT_REACHED") {
       return Status(Code::kRateLimited, inserted.error_code(), inserted.message(), inserted.hint());

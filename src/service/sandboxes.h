@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -71,7 +72,7 @@ class SandboxManager {
   json::object ToJson(const store::Sandbox& sandbox, bool with_usage);
 
   TemplateBuilder& templates() { return templates_; }
-  // Sandboxes waiting in the warm pool now.
+  // Sandboxes waiting in the warm pools now.
   size_t pooled() const;
 
  private:
@@ -84,8 +85,13 @@ class SandboxManager {
   void Untrack(const std::string& id);
   void ReaperLoop();
   void PoolLoop();
-  // A started pool instance, or empty when there is none that is still alive.
-  std::string Claim();
+  // A started pool instance of `template_dir`, or empty when none is still alive.
+  std::string Claim(const std::string& template_dir);
+  // How many instances each template's pool should hold: the built-ins named in the config,
+  // and custom templates by their poolSize.
+  std::map<std::string, size_t> PoolTargets();
+  // Removes the pool of a template about to be deleted, and keeps it from refilling.
+  void DrainPool(const std::string& template_dir);
 
   const Deps& deps_;
   TemplateBuilder templates_;
@@ -96,10 +102,11 @@ class SandboxManager {
   std::condition_variable reaper_cv_;
   std::map<std::string, std::pair<std::string, int64_t>> expiries_;
 
-  // Warm pool of `base` instances, oldest first.
+  // Warm pools by runtime template directory ("base", "debian", "tpl_…"), oldest first.
   mutable std::mutex pool_mu_;
   std::condition_variable pool_cv_;
-  std::deque<std::string> pool_;
+  std::map<std::string, std::deque<std::string>> pool_;
+  std::set<std::string> retired_;  // templates being deleted: never refilled again
 
   bool stopping_ = false;  // guarded by reaper_mu_ and pool_mu_ (set under both)
   std::thread reaper_;

@@ -65,7 +65,9 @@ Operation CreateOp(const Deps& d, SandboxManager& m) {
                 "properties": {"run": {"type": "string", "minLength": 1, "maxLength": 65536}}}},
       "env": {"type": "object", "maxProperties": 128,
               "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 128},
-              "additionalProperties": {"type": "string", "maxLength": 32768}}}})js");
+              "additionalProperties": {"type": "string", "maxLength": 32768}},
+      "poolSize": {"type": "integer", "minimum": 0, "maximum": 16,
+                   "description": "sandboxes of it kept started, so that create takes milliseconds (default 0)"}}})js");
   op.output = Schema(kTemplateSchema);
   op.run = [&d, &m](Context& ctx, const json::object& in) -> Result<json::value> {
     KILN_RETURN_IF_ERROR(m.Available());
@@ -80,9 +82,9 @@ Operation CreateOp(const Deps& d, SandboxManager& m) {
         env.push_back(std::string(k) + "=" + std::string(v.as_string()));
       }
     }
-    KILN_ASSIGN_OR_RETURN(json::object t,
-                          m.templates().Create(ctx.principal, GetString(in, "name"),
-                                               GetString(in, "from", "base"), steps, env));
+    KILN_ASSIGN_OR_RETURN(json::object t, m.templates().Create(ctx.principal, GetString(in, "name"),
+                                                               GetString(in, "from", "base"), steps,
+                                                               env, GetInt(in, "poolSize", 0)));
     return t;
   };
   return op;

@@ -130,7 +130,8 @@ Result<std::string> TemplateBuilder::Resolve(const std::string& workspace_id,
 Result<json::object> TemplateBuilder::Create(const auth::Principal& principal,
                                              const std::string& name, const std::string& from,
                                              const std::vector<std::string>& steps,
-                                             const std::vector<std::string>& env) {
+                                             const std::vector<std::string>& env,
+                                             int64_t pool_size) {
   if (name == "base" || name == "debian") {
     return Status::Conflict("TEMPLATE_EXISTS", "\"" + name + "\" is a built-in template",
                             "pick another name");
@@ -166,6 +167,7 @@ Result<json::object> TemplateBuilder::Create(const auth::Principal& principal,
   }
   t.env_sealed = env.empty() ? "" : deps_.box.Seal(json::serialize(env_json), "template:" + t.id);
   t.status = "building";
+  t.pool_size = pool_size;
   t.created_ms = deps_.clock.NowMs();
   t.created_by = principal.key_id;
   store::Event event;
@@ -251,6 +253,7 @@ json::object TemplateBuilder::CustomJson(const store::Template& t) {
       {"builtin", false},
       {"status", t.status},
       {"steps", std::move(steps)},
+      {"poolSize", t.pool_size},
       {"size", nullptr},
       {"createdAt", FormatTime(t.created_ms)},
       {"builtAt", t.built_ms == 0 ? json::value(nullptr) : json::value(FormatTime(t.built_ms))}};
@@ -318,6 +321,9 @@ Status TemplateBuilder::Delete(const auth::Principal& principal, const std::stri
     }
   }
   if (t.status == "ready" && deps_.runtime != nullptr) {
+    if (before_remove_) {
+      before_remove_(t.id);
+    }
     KILN_RETURN_IF_ERROR(deps_.runtime->RemoveTemplate(t.id));
   }
   store::Event event;

@@ -36,7 +36,11 @@ class TemplateBuilder {
   // Records template `name` and builds it in the background (202 to the caller).
   Result<json::object> Create(const auth::Principal& principal, const std::string& name,
                               const std::string& from, const std::vector<std::string>& steps,
-                              const std::vector<std::string>& env);
+                              const std::vector<std::string>& env, int64_t pool_size);
+  // Called with a template's directory before it is removed (its warm pool must go first).
+  void SetBeforeRemove(std::function<void(const std::string&)> before_remove) {
+    before_remove_ = std::move(before_remove);
+  }
   json::array List(const std::string& workspace_id);
   Result<json::object> Get(const std::string& workspace_id, const std::string& name);
   // Refused with Conflict TEMPLATE_IN_USE while a live sandbox or another template uses it.
@@ -53,6 +57,7 @@ class TemplateBuilder {
   json::object CustomJson(const store::Template& t);
 
   const Deps& deps_;
+  std::function<void(const std::string&)> before_remove_;
   std::unique_ptr<WorkerPool> builds_ = std::make_unique<WorkerPool>(2);  // null once stopped
   std::mutex mu_;
   bool debian_building_ = false;  // guarded by mu_

@@ -95,6 +95,9 @@ CREATE TABLE templates (
   UNIQUE (workspace_id, name)
 );
 )sql"},
+    {3, "a warm pool per custom template", R"sql(
+ALTER TABLE templates ADD COLUMN pool_size INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 
 constexpr sqlite::Query kCurrentVersion{"read schema version",

@@ -52,19 +52,19 @@ constexpr Query kUpdateSandbox{
 constexpr Query kInsertTemplate{
     "insert template",
     "INSERT INTO templates (id, workspace_id, name, parent, steps, env_sealed, status, error, "
-    "created_ms, built_ms, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"};
+    "created_ms, built_ms, created_by, pool_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"};
 constexpr Query kGetTemplate{
     "get template",
     "SELECT seq, id, workspace_id, name, parent, steps, env_sealed, status, error, created_ms, "
-    "built_ms, created_by FROM templates WHERE workspace_id = ? AND name = ?"};
+    "built_ms, created_by, pool_size FROM templates WHERE workspace_id = ? AND name = ?"};
 constexpr Query kListTemplates{
     "list templates",
     "SELECT seq, id, workspace_id, name, parent, steps, env_sealed, status, error, created_ms, "
-    "built_ms, created_by FROM templates WHERE workspace_id = ? ORDER BY seq ASC"};
+    "built_ms, created_by, pool_size FROM templates WHERE workspace_id = ? ORDER BY seq ASC"};
 constexpr Query kListAllTemplates{
     "list templates of every workspace",
     "SELECT seq, id, workspace_id, name, parent, steps, env_sealed, status, error, created_ms, "
-    "built_ms, created_by FROM templates ORDER BY seq ASC"};
+    "built_ms, created_by, pool_size FROM templates ORDER BY seq ASC"};
 constexpr Query kUpdateTemplate{
     "update template", "UPDATE templates SET status = ?, error = ?, built_ms = ? WHERE id = ?"};
 constexpr Query kDeleteTemplate{"delete template",
@@ -105,6 +105,7 @@ Template ReadTemplate(const Stmt& s) {
   t.created_ms = s.Int64(9);
   t.built_ms = s.Int64(10);
   t.created_by = s.Text(11);
+  t.pool_size = s.Int64(12);
   return t;
 }
 
@@ -240,6 +241,7 @@ Status InsertTemplate(SqliteAccess& access, const Template& t, const Event& even
                              .Bind(9, t.created_ms)
                              .Bind(10, t.built_ms)
                              .Bind(11, t.created_by)
+                             .Bind(12, t.pool_size)
                              .Run());
     return InsertEventRow(db, event);
   });

@@ -103,6 +103,37 @@ TEST_F(TemplateTest, FailuresAndBadInput) {
   EXPECT_EQ(Call("GET", "/v1/templates/broken", ws.Str("/data/key/secret")).status, 404);
 }
 
+TEST_F(TemplateTest, ACustomTemplateCanKeepAWarmPool) {
+  Reply created = Call("POST", "/v1/templates", admin_, R"({"name": "warm", "poolSize": 1,
+      "steps": [{"run": "echo ready > /opt/warm"}]})");
+  ASSERT_EQ(created.status, 202) << created;
+  ASSERT_EQ(WaitBuilt("warm").Str("/data/status"), "ready");
+  EXPECT_EQ(Call("GET", "/v1/templates/warm", admin_).Int("/data/poolSize"), 1);
+  // The pool fills in the background (the metric counts what waits).
+  auto pooled = [&] {
+    std::string metrics = server().Request("GET", "/metrics").body;
+    size_t at = metrics.find("\nkiln_sandbox_pool_ready ");
+    return at == std::string::npos ? -1 : std::atoi(metrics.c_str() + at + 25);
+  };
+  for (int i = 0; i < 100 && pooled() < 1; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(pooled(), 1);
+  Reply sandbox = Call("POST", "/v1/sandboxes", admin_, R"({"template": "warm"})");
+  ASSERT_EQ(sandbox.status, 201) << sandbox;
+  EXPECT_TRUE(sandbox.Bool("/data/pooled")) << sandbox;
+  std::string id = sandbox.Str("/data/id");
+  EXPECT_EQ(Run(id, "cat /opt/warm"), "ready\n");
+  ASSERT_EQ(Call("DELETE", "/v1/sandboxes/" + id, admin_).status, 200);
+  // Deleting the template takes its pool with it: no instance stays behind.
+  for (int i = 0; i < 100 && pooled() < 1; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(Call("DELETE", "/v1/templates/warm?confirm=warm", admin_).status, 200);
+  EXPECT_EQ(pooled(), 0);
+  EXPECT_TRUE(fs::is_empty(server().dir() / "instances"));
+}
+
 // Debian is built with debootstrap from the mirror the first time a sandbox asks for it.
 TEST_F(TemplateTest, DebianIsBuiltOnFirstUse) {
   Reply first = Call("POST", "/v1/sandboxes", admin_, R"({"template": "debian"})");
