@@ -178,8 +178,8 @@ class RuntimeImpl final : public Runtime {
   const RuntimeInfo& info() const override { return info_; }
   Result<InstanceInfo> Start(const InstanceSpec& spec) override;
   Status Remove(const std::string& id) override;
-  Status Pause(const std::string& id) override;
-  Status Resume(const std::string& id) override;
+  Status Pause(const std::string& id) override { return SetFrozen(id, true); }
+  Status Resume(const std::string& id) override { return SetFrozen(id, false); }
   Status Update(const std::string& id, const Resources& resources) override;
   Result<InstanceInfo> Get(const std::string& id) override;
   Result<InstanceStats> Stats(const std::string& id) override;
@@ -202,6 +202,9 @@ class RuntimeImpl final : public Runtime {
  private:
   std::string Dir(const std::string& id) const { return instances_dir_ + "/" + id; }
   std::shared_ptr<Instance> Find(const std::string& id);
+  template <typename Body>
+  auto WithInstance(const std::string& id, Body body) -> decltype(body(std::declval<Instance&>()));
+  Status SetFrozen(const std::string& id, bool frozen);
   InstanceInfo Describe(const Instance& instance) const;
   InstanceState StateOf(const Instance& instance) const;
   Status WriteMeta(const Meta& meta) const;
@@ -489,7 +492,11 @@ Status RuntimeImpl::Remove(const std::string& id) {
   return s;
 }
 
-Status RuntimeImpl::Pause(const std::string& id) {
+// Runs `body` on instance `id` under its lock; NotFound when there is no such instance (or it
+// was removed while the caller waited for the lock).
+template <typename Body>
+auto RuntimeImpl::WithInstance(const std::string& id, Body body)
+    -> decltype(body(std::declval<Instance&>())) {
   std::shared_ptr<Instance> instance = Find(id);
   if (!instance) {
     return NotFound(id);
@@ -498,63 +505,33 @@ Status RuntimeImpl::Pause(const std::string& id) {
   if (instance->gone) {
     return NotFound(id);
   }
-  if (StateOf(*instance) == InstanceState::kStopped) {
-    return Status::Conflict("INSTANCE_NOT_RUNNING", "instance " + id + " is not running");
-  }
-  return instance->cgroup.Freeze();
+  return body(*instance);
 }
 
-Status RuntimeImpl::Resume(const std::string& id) {
-  std::shared_ptr<Instance> instance = Find(id);
-  if (!instance) {
-    return NotFound(id);
-  }
-  std::lock_guard lock(instance->mu);
-  if (instance->gone) {
-    return NotFound(id);
-  }
-  if (StateOf(*instance) == InstanceState::kStopped) {
-    return Status::Conflict("INSTANCE_NOT_RUNNING", "instance " + id + " is not running");
-  }
-  return instance->cgroup.Thaw();
+Status RuntimeImpl::SetFrozen(const std::string& id, bool frozen) {
+  return WithInstance(id, [&](Instance& instance) -> Status {
+    if (StateOf(instance) == InstanceState::kStopped) {
+      return Status::Conflict("INSTANCE_NOT_RUNNING", "instance " + id + " is not running");
+    }
+    return frozen ? instance.cgroup.Freeze() : instance.cgroup.Thaw();
+  });
 }
 
 Status RuntimeImpl::Update(const std::string& id, const Resources& resources) {
-  std::shared_ptr<Instance> instance = Find(id);
-  if (!instance) {
-    return NotFound(id);
-  }
-  std::lock_guard lock(instance->mu);
-  if (instance->gone) {
-    return NotFound(id);
-  }
-  KILN_RETURN_IF_ERROR(engine_.Update(id, resources, cgroups_.swap_accounting));
-  instance->meta.resources = resources;
-  return WriteMeta(instance->meta);
+  return WithInstance(id, [&](Instance& instance) -> Status {
+    KILN_RETURN_IF_ERROR(engine_.Update(id, resources, cgroups_.swap_accounting));
+    instance.meta.resources = resources;
+    return WriteMeta(instance.meta);
+  });
 }
 
 Result<InstanceInfo> RuntimeImpl::Get(const std::string& id) {
-  std::shared_ptr<Instance> instance = Find(id);
-  if (!instance) {
-    return NotFound(id);
-  }
-  std::lock_guard lock(instance->mu);
-  if (instance->gone) {
-    return NotFound(id);
-  }
-  return Describe(*instance);
+  return WithInstance(
+      id, [&](Instance& instance) -> Result<InstanceInfo> { return Describe(instance); });
 }
 
 Result<InstanceStats> RuntimeImpl::Stats(const std::string& id) {
-  std::shared_ptr<Instance> instance = Find(id);
-  if (!instance) {
-    return NotFound(id);
-  }
-  std::lock_guard lock(instance->mu);
-  if (instance->gone) {
-    return NotFound(id);
-  }
-  return instance->cgroup.Stats();
+  return WithInstance(id, [&](Instance& instance) { return instance.cgroup.Stats(); });
 }
 
 std::vector<InstanceInfo> RuntimeImpl::List() {

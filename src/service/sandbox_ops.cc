@@ -244,8 +244,7 @@ Operation PauseOp(SandboxManager& m, bool pause) {
   op.output = Schema(kSandboxSchema);
   op.run = [&m, pause](Context& ctx, const json::object& in) -> Result<json::value> {
     std::string id = GetString(in, "id");
-    KILN_ASSIGN_OR_RETURN(store::Sandbox s,
-                          pause ? m.Pause(ctx.principal, id) : m.Resume(ctx.principal, id));
+    KILN_ASSIGN_OR_RETURN(store::Sandbox s, m.SetPaused(ctx.principal, id, pause));
     return m.ToJson(s, false);
   };
   return op;

@@ -440,32 +440,19 @@ Result<store::Sandbox> SandboxManager::Kill(const auth::Principal& principal,
   return s;
 }
 
-Result<store::Sandbox> SandboxManager::Pause(const auth::Principal& principal,
-                                             const std::string& id) {
+Result<store::Sandbox> SandboxManager::SetPaused(const auth::Principal& principal,
+                                                 const std::string& id, bool paused) {
   KILN_RETURN_IF_ERROR(Available());
   std::lock_guard lock(LockFor(id));
   KILN_ASSIGN_OR_RETURN(store::Sandbox s, Live(principal.workspace.id, id));
-  if (s.status == "paused") {
+  std::string want = paused ? "paused" : "running";
+  if (s.status == want) {
     return s;
   }
-  KILN_RETURN_IF_ERROR(deps_.runtime->Pause(id));
-  s.status = "paused";
-  store::Event event = MakeEvent(deps_, s, "sandbox.paused", principal.key_id);
-  KILN_RETURN_IF_ERROR(deps_.store.UpdateSandbox(s, &event));
-  return s;
-}
-
-Result<store::Sandbox> SandboxManager::Resume(const auth::Principal& principal,
-                                              const std::string& id) {
-  KILN_RETURN_IF_ERROR(Available());
-  std::lock_guard lock(LockFor(id));
-  KILN_ASSIGN_OR_RETURN(store::Sandbox s, Live(principal.workspace.id, id));
-  if (s.status == "running") {
-    return s;
-  }
-  KILN_RETURN_IF_ERROR(deps_.runtime->Resume(id));
-  s.status = "running";
-  store::Event event = MakeEvent(deps_, s, "sandbox.resumed", principal.key_id);
+  KILN_RETURN_IF_ERROR(paused ? deps_.runtime->Pause(id) : deps_.runtime->Resume(id));
+  s.status = want;
+  store::Event event =
+      MakeEvent(deps_, s, paused ? "sandbox.paused" : "sandbox.resumed", principal.key_id);
   KILN_RETURN_IF_ERROR(deps_.store.UpdateSandbox(s, &event));
   return s;
 }

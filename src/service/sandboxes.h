@@ -58,8 +58,9 @@ class SandboxManager {
   // Kills and removes the instance; the record stays with status `killed`. Killing an ended
   // sandbox answers it unchanged.
   Result<store::Sandbox> Kill(const auth::Principal& principal, const std::string& id);
-  Result<store::Sandbox> Pause(const auth::Principal& principal, const std::string& id);
-  Result<store::Sandbox> Resume(const auth::Principal& principal, const std::string& id);
+  // Pauses (freezes every process) or resumes a live sandbox; no change when it already is.
+  Result<store::Sandbox> SetPaused(const auth::Principal& principal, const std::string& id,
+                                   bool paused);
   // The sandbox now expires `seconds` from now.
   Result<store::Sandbox> SetTimeout(const auth::Principal& principal, const std::string& id,
                                     int64_t seconds);

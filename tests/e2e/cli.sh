@@ -3,52 +3,8 @@
 # Usage: bash tests/e2e/cli.sh /path/to/kiln
 set -euo pipefail
 
-kiln="$(realpath "${1:?usage: cli.sh /path/to/kiln}")"
-tmp="$(mktemp -d /tmp/kiln-e2e-XXXXXX)"
-server_pid=""
-passed=0
-failed=0
-
-cleanup() {
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  # Instances outlive their server by design; the test leaves none behind.
-  "$kiln" cleanup --data-dir "$tmp/data" >/dev/null 2>&1 || true
-  if ((failed > 0)) && [[ -f "$tmp/server.log" ]]; then
-    echo "---- server.log (tail) ----" >&2
-    tail -n 30 "$tmp/server.log" >&2 || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-pass() {
-  passed=$((passed + 1))
-  echo "ok - $1"
-}
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL - $1" >&2
-  if [[ -n "${2:-}" ]]; then printf '%s\n' "$2" | sed 's/^/    /' >&2; fi
-}
-# check NAME CONDITION...: runs the condition (a command), counts the result.
-check() {
-  local name="$1"
-  shift
-  if "$@"; then pass "$name"; else fail "$name" "${detail:-}"; fi
-  detail=""
-}
-detail=""
-
-# run CMD...: runs a command, capturing stdout in $out, stderr in $err and the exit code in $rc.
-run() {
-  rc=0
-  out="$("$@" 2>"$tmp/stderr")" || rc=$?
-  err="$(cat "$tmp/stderr")"
-  detail="exit $rc; stdout: $out; stderr: $err"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+e2e_init cli "$@"
 
 json_get() {  # json_get EXPR: evaluates a Python expression over `d`, the JSON on stdin
   python3 -c "import json, sys; d = json.load(sys.stdin); print($1)"
@@ -235,5 +191,4 @@ check "a stopped server exits 3" test "$rc" -eq 3
 check "a stopped server gives a hint" grep -q '^hint: ' <<<"$err"
 check "a stopped server names the URL" grep -qF "${url#http://}" <<<"$err"
 
-echo "$passed passed, $failed failed"
-((failed == 0))
+e2e_finish

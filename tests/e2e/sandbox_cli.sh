@@ -4,48 +4,8 @@
 # Usage: bash tests/e2e/sandbox_cli.sh /path/to/kiln
 set -euo pipefail
 
-kiln="$(realpath "${1:?usage: sandbox_cli.sh /path/to/kiln}")"
-tmp="$(mktemp -d /tmp/kiln-e2e-sbx-XXXXXX)"
-server_pid=""
-passed=0
-failed=0
-
-cleanup() {
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  "$kiln" cleanup --data-dir "$tmp/data" >/dev/null 2>&1 || true
-  if ((failed > 0)) && [[ -f "$tmp/server.log" ]]; then
-    echo "---- server.log (tail) ----" >&2
-    tail -n 30 "$tmp/server.log" >&2 || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-pass() {
-  passed=$((passed + 1))
-  echo "ok - $1"
-}
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL - $1" >&2
-  if [[ -n "${2:-}" ]]; then printf '%s\n' "$2" | sed 's/^/    /' >&2; fi
-}
-check() {
-  local name="$1"
-  shift
-  if "$@"; then pass "$name"; else fail "$name" "${detail:-}"; fi
-  detail=""
-}
-detail=""
-run() {
-  rc=0
-  out="$("$@" 2>"$tmp/stderr")" || rc=$?
-  err="$(cat "$tmp/stderr")"
-  detail="exit $rc; stdout: $out; stderr: $err"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+e2e_init sandbox_cli "$@"
 
 cd "$tmp"
 printf '[sandboxes]\npool_size = 1\n' >"$tmp/kiln.toml"
@@ -122,5 +82,4 @@ run "$kiln" templates create broken --step 'echo about to fail; exit 3'
 check "a failing step fails the build (exit 1)" test "$rc" -eq 1
 check "... and the log shows the step's output" grep -q 'about to fail' <<<"$out"
 
-echo "$passed passed, $failed failed"
-((failed == 0))
+e2e_finish
