@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,7 +65,7 @@ void Append(std::string_view chunk, const ProcessOptions& options, ProcessResult
 // Feeds stdin (closing `in_fd` and setting it to -1 once all is written) and reads output until the
 // child exits (then whatever is already buffered) or the deadline passes. A descendant that keeps
 // the output pipe open does not hold us up.
-void Pump(pid_t pid, int out_fd, int& in_fd, std::string_view input,
+void Pump(pid_t pid, int pid_fd, int out_fd, int& in_fd, std::string_view input,
           std::chrono::steady_clock::time_point deadline, const ProcessOptions& options,
           ProcessResult& result, int* status, bool* exited) {
   size_t written = 0;
@@ -73,7 +74,7 @@ void Pump(pid_t pid, int out_fd, int& in_fd, std::string_view input,
     if (::waitpid(pid, status, WNOHANG) == pid) {
       *exited = true;
     }
-    pollfd fds[2];
+    pollfd fds[3];
     nfds_t n = 0;
     if (out_fd >= 0) {
       fds[n++] = {out_fd, POLLIN, 0};
@@ -82,7 +83,10 @@ void Pump(pid_t pid, int out_fd, int& in_fd, std::string_view input,
     if (feeding) {
       fds[n++] = {in_fd, POLLOUT, 0};
     }
-    if (n == 0 && *exited) {
+    if (pid_fd >= 0 && !*exited) {
+      fds[n++] = {pid_fd, POLLIN, 0};  // readable when the child exits
+    }
+    if (*exited && out_fd < 0 && !feeding) {
       return;
     }
     auto now = std::chrono::steady_clock::now();
@@ -90,9 +94,12 @@ void Pump(pid_t pid, int out_fd, int& in_fd, std::string_view input,
       result.timed_out = true;
       return;
     }
-    // Once the child is gone, only drain what is there; otherwise wake up now and then to
-    // notice its exit even while a descendant holds the pipe.
-    int wait_ms = *exited ? 0 : 50;
+    // Once the child is gone, only drain what is there. Before, the pidfd wakes us at its
+    // exit even while a descendant holds the pipe; without one (a kernel before 5.3) we look
+    // again every 50 ms.
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
+    int wait_ms =
+        *exited ? 0 : static_cast<int>(std::min<int64_t>(left + 1, pid_fd >= 0 ? 60'000 : 50));
     int ready = ::poll(fds, n, wait_ms);
     if (ready < 0 && errno != EINTR) {
       return;
@@ -254,8 +261,11 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
   int status = 0;
   bool exited = false;
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  Pump(pid, out_read.fd, in_write.fd, options.stdin_data, deadline, options, result, &status,
-       &exited);
+  // A pidfd makes the child's exit an event poll(2) can wait for.
+  Fd pid_fd;
+  pid_fd.fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  Pump(pid, pid_fd.fd, out_read.fd, in_write.fd, options.stdin_data, deadline, options, result,
+       &status, &exited);
   if (!exited) {
     if (result.timed_out) {
       ::kill(options.new_process_group ? -pid : pid, SIGKILL);

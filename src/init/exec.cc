@@ -96,6 +96,24 @@ class ChildMessage {
     length_ += n;
     return *this;
   }
+  // No allocation: the child runs on kiln-init's memory (vfork) until it execs.
+  ChildMessage& AddInt(long value) {
+    char digits[24];
+    int n = 0;
+    unsigned long v = value < 0 ? 0UL - static_cast<unsigned long>(value) : value;
+    do {
+      digits[n++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v != 0 && n < 23);
+    if (value < 0) {
+      digits[n++] = '-';
+    }
+    while (n > 0) {
+      char c = digits[--n];
+      Add(std::string_view(&c, 1));
+    }
+    return *this;
+  }
   [[noreturn]] void ExitWith(int code) {
     Add("\n");
     WriteAll(STDERR_FILENO, std::string_view(buffer_, length_));
@@ -197,7 +215,7 @@ void ResetSignals() {
     if (setgid(c.gid) != 0 || setuid(c.uid) != 0) {
       ChildMessage()
           .Add("kiln: cannot switch to uid ")
-          .Add(IntToString(c.uid))
+          .AddInt(c.uid)
           .Add(": ")
           .Add(ErrnoText(errno))
           .ExitWith(126);
@@ -356,7 +374,10 @@ int Spawn(const SpawnSpec& spec, Child* child) {
     return errno;
   }
   Prepared prepared = Prepare(spec);
-  pid_t pid = fork();
+  // vfork: the child borrows kiln-init's memory until it execs, so starting a command costs no
+  // page-table copy. Safe here because the child (RunChild) only makes system calls on data
+  // prepared above, never returns, and kiln-init is single-threaded.
+  pid_t pid = vfork();
   if (pid < 0) {
     return errno;
   }

@@ -235,6 +235,18 @@ Result<InstanceStats> InstanceCgroup::Stats() const {
   return s;
 }
 
+InstanceStats InstanceCgroup::LimitEvents() const {
+  InstanceStats s;
+  if (version_ == 2) {
+    s.oom_kills = Field(ReadFile(Dir("") + "/memory.events"), "oom_kill");
+    s.pids_limit_hits = Field(ReadFile(Dir("") + "/pids.events"), "max");
+  } else {
+    s.oom_kills = Field(ReadFile(Dir("memory") + "/memory.oom_control"), "oom_kill");
+    s.pids_limit_hits = Field(ReadFile(Dir("pids") + "/pids.events"), "max");
+  }
+  return s;
+}
+
 void InstanceCgroup::RemoveLeftovers() const {
   for (const auto& [controller, dir] : dirs_) {
     ::rmdir(dir.c_str());  // fails harmlessly when runc removed it, or if processes remain

@@ -32,6 +32,8 @@ class InstanceCgroup {
   Status Thaw() const;
   bool Frozen() const;
   Result<InstanceStats> Stats() const;
+  // Only the limit events of Stats (oom_kills, pids_limit_hits).
+  InstanceStats LimitEvents() const;
   // Removes the directories if runc left them (they must be empty of processes).
   void RemoveLeftovers() const;
   bool empty() const { return dirs_.empty(); }

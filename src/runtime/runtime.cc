@@ -183,6 +183,7 @@ class RuntimeImpl final : public Runtime {
   Status Update(const std::string& id, const Resources& resources) override;
   Result<InstanceInfo> Get(const std::string& id) override;
   Result<InstanceStats> Stats(const std::string& id) override;
+  Result<InstanceStats> LimitEvents(const std::string& id) override;
   std::vector<InstanceInfo> List() override;
   Result<InitClient> Client(const std::string& id) override;
   std::string LogDir(const std::string& id) const override { return Dir(id) + "/run/logs"; }
@@ -532,6 +533,12 @@ Result<InstanceInfo> RuntimeImpl::Get(const std::string& id) {
 
 Result<InstanceStats> RuntimeImpl::Stats(const std::string& id) {
   return WithInstance(id, [&](Instance& instance) { return instance.cgroup.Stats(); });
+}
+
+Result<InstanceStats> RuntimeImpl::LimitEvents(const std::string& id) {
+  return WithInstance(id, [&](Instance& instance) -> Result<InstanceStats> {
+    return instance.cgroup.LimitEvents();
+  });
 }
 
 std::vector<InstanceInfo> RuntimeImpl::List() {

@@ -129,6 +129,8 @@ class Runtime {
   virtual Status Update(const std::string& id, const Resources& resources) = 0;
   virtual Result<InstanceInfo> Get(const std::string& id) = 0;
   virtual Result<InstanceStats> Stats(const std::string& id) = 0;
+  // Only oom_kills and pids_limit_hits: two small reads, cheap enough around every exec.
+  virtual Result<InstanceStats> LimitEvents(const std::string& id) = 0;
   // Every instance on disk, in no particular order.
   virtual std::vector<InstanceInfo> List() = 0;
   // The client for exec and files. Calls on a paused instance would hang: callers check

@@ -143,7 +143,7 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
     r.timeout_ms = GetInt(in, "timeoutMs", 60000);
     r.max_bytes = GetInt(in, "maxBytes", kMiB);
 
-    auto before = m.Stats(id);
+    auto before = m.LimitEvents(id);
     runtime::OutputSink sink;
     Utf8Chunker out_text, err_text;
     if (ctx.emit) {
@@ -161,7 +161,7 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
       started = [&](int pid) { ctx.emit("start", json::object{{"pid", pid}}); };
     }
     KILN_ASSIGN_OR_RETURN(runtime::ExecResult result, client.Exec(r, sink, started));
-    auto after = m.Stats(id);
+    auto after = m.LimitEvents(id);
     json::value killed_by = nullptr;
     bool pids_hit = false;
     if (before && after) {

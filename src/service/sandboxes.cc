@@ -491,6 +491,17 @@ std::optional<runtime::InstanceStats> SandboxManager::Stats(const std::string& i
   return *stats;
 }
 
+std::optional<runtime::InstanceStats> SandboxManager::LimitEvents(const std::string& id) {
+  if (deps_.runtime == nullptr) {
+    return std::nullopt;
+  }
+  auto events = deps_.runtime->LimitEvents(id);
+  if (!events.ok()) {
+    return std::nullopt;
+  }
+  return *events;
+}
+
 json::object SandboxManager::ToJson(const store::Sandbox& s, bool with_usage) {
   json::value metadata = json::object();
   if (auto parsed = ParseJson(s.metadata); parsed.ok() && parsed->is_object()) {

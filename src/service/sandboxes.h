@@ -69,6 +69,8 @@ class SandboxManager {
   Result<runtime::InitClient> Client(const std::string& workspace_id, const std::string& id);
   // Memory, processes and limit events of a live sandbox; nullopt when it has no instance.
   std::optional<runtime::InstanceStats> Stats(const std::string& id);
+  // Only the limit events (oom kills, pids limit hits), for before and after an exec.
+  std::optional<runtime::InstanceStats> LimitEvents(const std::string& id);
 
   json::object ToJson(const store::Sandbox& sandbox, bool with_usage);
 
