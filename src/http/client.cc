@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -117,35 +118,47 @@ asio::awaitable<void> ReadStreamed(Exchange* x, beast::tcp_stream& stream,
 
 asio::awaitable<void> RunExchange(Exchange* x) {
   auto executor = co_await asio::this_coro::executor;
-  tcp::resolver resolver(executor);
-  auto [resolve_ec, endpoints] = co_await resolver.async_resolve(x->host, x->port, kAsTuple);
-  if (resolve_ec) {
-    x->result = Status::Unavailable("RESOLVE_FAILED",
-                                    "cannot resolve " + x->host + ": " + resolve_ec.message(),
-                                    "check the host name in the URL");
-    co_return;
+  // An address needs no resolving; asking the resolver anyway would start its private thread
+  // on every call (each Fetch has its own io_context).
+  std::vector<tcp::endpoint> endpoints;
+  boost::system::error_code literal_ec;
+  asio::ip::address literal = asio::ip::make_address(x->host, literal_ec);
+  if (!literal_ec) {
+    endpoints.emplace_back(literal, static_cast<uint16_t>(std::stoi(x->port)));
+  } else {
+    tcp::resolver resolver(executor);
+    auto [resolve_ec, results] = co_await resolver.async_resolve(x->host, x->port, kAsTuple);
+    if (resolve_ec) {
+      x->result = Status::Unavailable("RESOLVE_FAILED",
+                                      "cannot resolve " + x->host + ": " + resolve_ec.message(),
+                                      "check the host name in the URL");
+      co_return;
+    }
+    for (const auto& entry : results) {
+      endpoints.push_back(entry.endpoint());
+    }
   }
 
   beast::tcp_stream stream(executor);
   // One deadline for the whole exchange: connect, write and read all count against it.
   stream.expires_after(x->timeout);
   boost::system::error_code connect_ec = asio::error::host_not_found;
-  for (const auto& entry : endpoints) {
+  for (const tcp::endpoint& endpoint : endpoints) {
     boost::system::error_code ec;
     stream.socket().close(ec);
     // Opened by hand for SOCK_CLOEXEC, which Asio's open() does not set.
-    int fd = ::socket(entry.endpoint().protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       connect_ec = boost::system::error_code(errno, boost::system::system_category());
       continue;
     }
-    stream.socket().assign(entry.endpoint().protocol(), fd, ec);
+    stream.socket().assign(endpoint.protocol(), fd, ec);
     if (ec) {
       ::close(fd);
       connect_ec = ec;
       continue;
     }
-    auto [ec2] = co_await stream.async_connect(entry.endpoint(), kAsTuple);
+    auto [ec2] = co_await stream.async_connect(endpoint, kAsTuple);
     connect_ec = ec2;
     if (!connect_ec || connect_ec == beast::error::timeout) {
       break;
