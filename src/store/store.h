@@ -100,8 +100,8 @@ struct Template {
   std::string parent;  // the template it was built on, as the user named it
   std::string steps;   // JSON array of {run}
   std::string env_sealed;
-  std::string status;  // building | ready | failed
-  std::string error;   // why a build failed
+  std::string status;     // building | ready | failed
+  std::string error;      // why a build failed
   int64_t pool_size = 0;  // started sandboxes of it kept warm
   int64_t created_ms = 0;
   int64_t built_ms = 0;
