@@ -151,7 +151,8 @@ TEST_F(SandboxLifecycleTest, SignalReachesARunningCommand) {
   // Its pid, as the sandbox sees it (the pid kiln-init knows it by).
   std::string pid;
   for (int i = 0; i < 100 && pid.empty(); ++i) {
-    pid = Exec(id, "pgrep -o -f mark-77 || true").Str("/data/stdout");
+    // "mark-7[7]" matches the command's line but not this pgrep's own shell.
+    pid = Exec(id, "pgrep -o -f 'mark-7[7]' || true").Str("/data/stdout");
     std::this_thread::sleep_for(50ms);
   }
   ASSERT_FALSE(pid.empty());
