@@ -42,19 +42,6 @@ std::string ReadSecret(const char* prompt) {
   return line;
 }
 
-int Run(const Output& out, const Result<json::value>& result,
-        const std::function<void(const json::value&)>& print) {
-  if (!result.ok()) {
-    return ReportError(out, result.status());
-  }
-  if (out.json) {
-    PrintJson(*result);
-  } else {
-    print(*result);
-  }
-  return kOk;
-}
-
 std::vector<std::string> KeyRow(const json::value& k) {
   const json::object& o = k.as_object();
   return {Str(o.at("id")),        Str(o.at("name")),   Str(o.at("prefix")) + "…",

@@ -62,6 +62,10 @@ Output DetectOutput(bool json_flag);
 void PrintTable(const Output& out, const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows);
 void PrintJson(const json::value& value);
+// The usual shape of a command: on error, report it; with --json, print the data; else hand
+// it to `print`. Answers the exit code.
+int Run(const Output& out, const Result<json::value>& result,
+        const std::function<void(const json::value&)>& print);
 // Prints "error: message" and "hint: hint" to stderr; returns the exit code to use.
 int ReportError(const Output& out, const Status& status);
 std::string Bold(const Output& out, const std::string& text);

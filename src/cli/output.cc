@@ -98,4 +98,17 @@ int ReportError(const Output& out, const Status& status) {
   return code;
 }
 
+int Run(const Output& out, const Result<json::value>& result,
+        const std::function<void(const json::value&)>& print) {
+  if (!result.ok()) {
+    return ReportError(out, result.status());
+  }
+  if (out.json) {
+    PrintJson(*result);
+  } else {
+    print(*result);
+  }
+  return kOk;
+}
+
 }  // namespace kiln::cli

@@ -140,19 +140,6 @@ int Exec(const Output& out, const std::string& id, const std::vector<std::string
   return exit_code;
 }
 
-int Run(const Output& out, const Result<json::value>& result,
-        const std::function<void(const json::value&)>& print) {
-  if (!result.ok()) {
-    return ReportError(out, result.status());
-  }
-  if (out.json) {
-    PrintJson(*result);
-  } else {
-    print(*result);
-  }
-  return kOk;
-}
-
 }  // namespace
 
 void AddSandboxCommands(CLI::App& app, const bool& json_flag, int& code) {
