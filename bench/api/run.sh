@@ -80,6 +80,8 @@ cleanup() {
   trap - EXIT INT TERM
   stop "$wrk_pid" TERM
   stop "$kiln_pid" TERM
+  # Instances outlive their server by design; none may stay behind the benchmark.
+  [[ -n $tmp && -d $tmp/kiln/instances ]] && "$KILN" cleanup --data-dir "$tmp/kiln" >/dev/null 2>&1
   stop "$nginx_pid" TERM  # fast shutdown: the master stops its workers
   local p
   for p in "${nginx_pids[@]}"; do
@@ -237,6 +239,10 @@ threads = 0                 # one per core, like nginx's worker_processes auto
 [limits]
 rate_per_second = 1000000
 rate_burst = 1000000
+
+# No warm pool: this benchmark runs no sandbox, and pooled instances would outlive the server.
+[sandboxes]
+pool_size = 0
 
 [log]
 level = "warn"
