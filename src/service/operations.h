@@ -45,4 +45,10 @@ Status ConfirmRequired(const std::string& what, const std::string& id);
 
 json::value TimeOrNull(int64_t ms);
 
+// An activity event (GET /v1/events) of workspace `ws`, now: `actor` is the key that acted
+// ("" for the server itself), `subject` the id it is about; `data` never holds secrets.
+store::Event MakeEvent(const Deps& d, const std::string& ws, std::string type,
+                       const std::string& actor, const std::string& subject,
+                       json::object data = {});
+
 }  // namespace kiln::service

@@ -1,5 +1,7 @@
 #include "service/sandboxes.h"
 
+#include "service/operations.h"
+
 #include <cmath>
 #include <functional>
 #include <set>
@@ -12,17 +14,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-store::Event MakeEvent(const Deps& d, const store::Sandbox& s, std::string type,
-                       const std::string& actor, json::object data = {}) {
-  store::Event e;
-  e.id = NewId("evt");
-  e.workspace_id = s.workspace_id;
-  e.type = std::move(type);
-  e.actor = actor;
-  e.subject = s.id;
-  e.data = json::serialize(data);
-  e.created_ms = d.clock.NowMs();
-  return e;
+// A sandbox's event: its workspace, about it.
+store::Event SandboxEvent(const Deps& d, const store::Sandbox& s, std::string type,
+                          const std::string& actor, json::object data = {}) {
+  return MakeEvent(d, s.workspace_id, std::move(type), actor, s.id, std::move(data));
 }
 
 bool IsLive(const store::Sandbox& s) { return s.status == "running" || s.status == "paused"; }
@@ -357,8 +352,8 @@ Result<store::Sandbox> SandboxManager::Create(const auth::Principal& principal,
                             deps_.config.sandboxes.memory_mb_per_workspace};
   Status inserted =
       deps_.store.InsertSandbox(s, quota,
-                                MakeEvent(deps_, s, "sandbox.created", principal.key_id,
-                                          {{"template", s.template_name}, {"pooled", *pooled}}));
+                                SandboxEvent(deps_, s, "sandbox.created", principal.key_id,
+                                             {{"template", s.template_name}, {"pooled", *pooled}}));
   if (!inserted.ok()) {
     if (*pooled) {
       // Not ours after all: back to the pool's front, still warm.
@@ -425,7 +420,7 @@ Status SandboxManager::End(store::Sandbox& s, const std::string& status, const s
   s.status = status;
   s.end_reason = status;
   s.ended_ms = deps_.clock.NowMs();
-  store::Event event = MakeEvent(deps_, s, "sandbox." + status, actor);
+  store::Event event = SandboxEvent(deps_, s, "sandbox." + status, actor);
   return deps_.store.UpdateSandbox(s, &event);
 }
 
@@ -452,7 +447,7 @@ Result<store::Sandbox> SandboxManager::SetPaused(const auth::Principal& principa
   KILN_RETURN_IF_ERROR(paused ? deps_.runtime->Pause(id) : deps_.runtime->Resume(id));
   s.status = want;
   store::Event event =
-      MakeEvent(deps_, s, paused ? "sandbox.paused" : "sandbox.resumed", principal.key_id);
+      SandboxEvent(deps_, s, paused ? "sandbox.paused" : "sandbox.resumed", principal.key_id);
   KILN_RETURN_IF_ERROR(deps_.store.UpdateSandbox(s, &event));
   return s;
 }
@@ -463,7 +458,7 @@ Result<store::Sandbox> SandboxManager::SetTimeout(const auth::Principal& princip
   KILN_ASSIGN_OR_RETURN(store::Sandbox s, Live(principal.workspace.id, id));
   s.expires_ms = deps_.clock.NowMs() + seconds * 1000;
   store::Event event =
-      MakeEvent(deps_, s, "sandbox.timeout_set", principal.key_id, {{"seconds", seconds}});
+      SandboxEvent(deps_, s, "sandbox.timeout_set", principal.key_id, {{"seconds", seconds}});
   KILN_RETURN_IF_ERROR(deps_.store.UpdateSandbox(s, &event));
   Track(s);
   return s;

@@ -1,5 +1,7 @@
 #include "service/templates.h"
 
+#include "service/operations.h"
+
 #include <filesystem>
 #include <fstream>
 
@@ -170,15 +172,9 @@ Result<json::object> TemplateBuilder::Create(const auth::Principal& principal,
   t.pool_size = pool_size;
   t.created_ms = deps_.clock.NowMs();
   t.created_by = principal.key_id;
-  store::Event event;
-  event.id = NewId("evt");
-  event.workspace_id = t.workspace_id;
-  event.type = "template.created";
-  event.actor = principal.key_id;
-  event.subject = t.id;
-  event.data = json::serialize(json::object{{"name", name}, {"from", from}});
-  event.created_ms = t.created_ms;
-  KILN_RETURN_IF_ERROR(deps_.store.InsertTemplate(t, event));
+  KILN_RETURN_IF_ERROR(deps_.store.InsertTemplate(
+      t, MakeEvent(deps_, t.workspace_id, "template.created", principal.key_id, t.id,
+                   {{"name", name}, {"from", from}})));
 
   std::string path = LogFile(t.id);
   std::ofstream(path, std::ios::trunc).close();
@@ -326,15 +322,10 @@ Status TemplateBuilder::Delete(const auth::Principal& principal, const std::stri
     }
     KILN_RETURN_IF_ERROR(deps_.runtime->RemoveTemplate(t.id));
   }
-  store::Event event;
-  event.id = NewId("evt");
-  event.workspace_id = principal.workspace.id;
-  event.type = "template.deleted";
-  event.actor = principal.key_id;
-  event.subject = t.id;
-  event.data = json::serialize(json::object{{"name", name}});
-  event.created_ms = deps_.clock.NowMs();
-  KILN_RETURN_IF_ERROR(deps_.store.DeleteTemplate(principal.workspace.id, name, event));
+  KILN_RETURN_IF_ERROR(
+      deps_.store.DeleteTemplate(principal.workspace.id, name,
+                                 MakeEvent(deps_, principal.workspace.id, "template.deleted",
+                                           principal.key_id, t.id, {{"name", name}})));
   std::error_code ec;
   fs::remove(LogFile(t.id), ec);
   return Status::Ok();

@@ -46,19 +46,6 @@ json::object EventJson(const store::Event& e) {
           {"createdAt", FormatTime(e.created_ms)}};
 }
 
-store::Event MakeEvent(const Deps& d, const std::string& ws, std::string type,
-                       const std::string& actor, const std::string& subject, json::object data) {
-  store::Event e;
-  e.id = NewId("evt");
-  e.workspace_id = ws;
-  e.type = std::move(type);
-  e.actor = actor;
-  e.subject = subject;
-  e.data = json::serialize(data);
-  e.created_ms = d.clock.NowMs();
-  return e;
-}
-
 const char* kKeySchema = R"({"type": "object", "properties": {
     "id": {"type": "string"}, "name": {"type": "string"}, "prefix": {"type": "string"},
     "scopes": {"type": "array", "items": {"type": "string"}},
@@ -462,6 +449,19 @@ void AddEventOps(const Deps& d, std::vector<Operation>& out) {
 }
 
 }  // namespace
+
+store::Event MakeEvent(const Deps& d, const std::string& ws, std::string type,
+                       const std::string& actor, const std::string& subject, json::object data) {
+  store::Event e;
+  e.id = NewId("evt");
+  e.workspace_id = ws;
+  e.type = std::move(type);
+  e.actor = actor;
+  e.subject = subject;
+  e.data = json::serialize(data);
+  e.created_ms = d.clock.NowMs();
+  return e;
+}
 
 json::value TimeOrNull(int64_t ms) {
   return ms == 0 ? json::value(nullptr) : json::value(FormatTime(ms));
