@@ -38,7 +38,7 @@ constexpr int64_t kGiB = 1024 * kMiB;
 constexpr int kHourMs = 3600 * 1000;
 constexpr int kDaySeconds = 86400;
 
-const std::array<KeySpec, 30> kKeys = {{
+const std::array<KeySpec, 49> kKeys = {{
     {"server", "listen", [](Config& c) -> FieldPtr { return &c.server.listen; }},
     {"server", "data_dir", [](Config& c) -> FieldPtr { return &c.server.data_dir; }},
     {"server", "threads", [](Config& c) -> FieldPtr { return &c.server.threads; }, 0, 256, false,
@@ -97,13 +97,51 @@ const std::array<KeySpec, 30> kKeys = {{
     {"sandboxes", "memory_mb_per_workspace",
      [](Config& c) -> FieldPtr { return &c.sandboxes.memory_mb_per_workspace; }, 16, 1 << 30, false,
      "MiB"},
+    {"apps", "examples_dir", [](Config& c) -> FieldPtr { return &c.apps.examples_dir; }},
+    {"apps", "max_per_workspace", [](Config& c) -> FieldPtr { return &c.apps.max_per_workspace; },
+     1, 100000, false, "apps"},
+    {"apps", "default_memory_mb", [](Config& c) -> FieldPtr { return &c.apps.default_memory_mb; },
+     16, 1 << 20, false, "MiB"},
+    {"apps", "max_memory_mb", [](Config& c) -> FieldPtr { return &c.apps.max_memory_mb; }, 16,
+     1 << 20, false, "MiB"},
+    {"apps", "max_cpus", [](Config& c) -> FieldPtr { return &c.apps.max_cpus; }, 0, 1024, true,
+     "cores"},
+    {"apps", "data_quota_mb", [](Config& c) -> FieldPtr { return &c.apps.data_quota_mb; }, 16,
+     1 << 24, false, "MiB"},
+    {"apps", "max_data_quota_mb", [](Config& c) -> FieldPtr { return &c.apps.max_data_quota_mb; },
+     16, 1 << 24, false, "MiB"},
+    {"apps", "releases_kept", [](Config& c) -> FieldPtr { return &c.apps.releases_kept; }, 1, 1000,
+     false, "releases"},
+    {"apps", "concurrent_builds", [](Config& c) -> FieldPtr { return &c.apps.concurrent_builds; },
+     1, 64, false, "builds"},
+    {"apps", "build_timeout_seconds",
+     [](Config& c) -> FieldPtr { return &c.apps.build_timeout_seconds; }, 10, kDaySeconds, false,
+     "seconds"},
+    {"apps", "health_timeout_seconds",
+     [](Config& c) -> FieldPtr { return &c.apps.health_timeout_seconds; }, 1, 3600, false,
+     "seconds"},
+    {"apps", "drain_seconds", [](Config& c) -> FieldPtr { return &c.apps.drain_seconds; }, 0, 3600,
+     false, "seconds"},
+    {"apps", "upload_max_bytes", [](Config& c) -> FieldPtr { return &c.apps.upload_max_bytes; },
+     1024, 64 * kGiB, false, "bytes"},
+    {"apps", "unpacked_max_bytes",
+     [](Config& c) -> FieldPtr { return &c.apps.unpacked_max_bytes; }, 1024, 1024 * kGiB, false,
+     "bytes"},
+    {"apps", "unpacked_max_entries",
+     [](Config& c) -> FieldPtr { return &c.apps.unpacked_max_entries; }, 1, 100'000'000, false,
+     "entries"},
+    {"apps", "log_max_bytes", [](Config& c) -> FieldPtr { return &c.apps.log_max_bytes; }, 4096,
+     kGiB, false, "bytes"},
+    {"gateway", "base_domain", [](Config& c) -> FieldPtr { return &c.gateway.base_domain; }},
+    {"gateway", "threads", [](Config& c) -> FieldPtr { return &c.gateway.threads; }, 1, 4096, false,
+     "proxy workers"},
     {"log", "level", [](Config& c) -> FieldPtr { return &c.log.level; }},
     {"log", "format", [](Config& c) -> FieldPtr { return &c.log.format; }},
     {"log", "access_log", [](Config& c) -> FieldPtr { return &c.log.access_log; }},
 }};
 
-constexpr std::array<std::string_view, 6> kSections = {"server",  "limits",    "auth",
-                                                       "runtime", "sandboxes", "log"};
+constexpr std::array<std::string_view, 8> kSections = {
+    "server", "limits", "auth", "runtime", "sandboxes", "apps", "gateway", "log"};
 
 Status Invalid(std::string message, std::string hint) {
   return Status::InvalidArgument("CONFIG_INVALID", std::move(message), std::move(hint));
@@ -488,6 +526,22 @@ Status ValidateConfig(const Config& config) {
       config.runtime.engine != "crun") {
     return Invalid("runtime.engine = \"" + config.runtime.engine + "\" is not an OCI runtime",
                    "set runtime.engine to runc, crun, or leave it empty to pick one");
+  }
+  const auto& apps = config.apps;
+  if (apps.default_memory_mb > apps.max_memory_mb) {
+    return Invalid("apps.default_memory_mb is larger than apps.max_memory_mb",
+                   "keep default_memory_mb <= max_memory_mb");
+  }
+  if (apps.data_quota_mb > apps.max_data_quota_mb) {
+    return Invalid("apps.data_quota_mb is larger than apps.max_data_quota_mb",
+                   "keep data_quota_mb <= max_data_quota_mb");
+  }
+  const std::string& domain = config.gateway.base_domain;
+  if (domain.empty() || domain.size() > 200 || domain.front() == '.' || domain.back() == '.' ||
+      domain.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") != std::string::npos) {
+    return Invalid("gateway.base_domain = \"" + domain + "\" is not a lower-case DNS name",
+                   "set it to a domain whose subdomains point here, such as apps.example.com, "
+                   "or localhost");
   }
   log::Level level;
   if (!log::ParseLevel(config.log.level, &level)) {

@@ -54,6 +54,31 @@ struct Config {
     int memory_mb_per_workspace = 65536;  // memory of a workspace's live sandboxes (more: 403)
   } sandboxes;
 
+  struct Apps {
+    std::string examples_dir;              // starter templates; "" = examples/ beside the binary
+    int max_per_workspace = 50;            // apps per workspace (more: 409 APP_LIMIT_REACHED)
+    int default_memory_mb = 256;           // memory limit when create does not say
+    int max_memory_mb = 16384;             // largest memory limit accepted
+    double max_cpus = 8;                   // most cores one app may ask for
+    int data_quota_mb = 1024;              // size of each app's /data volume
+    int max_data_quota_mb = 65536;         // largest /data volume an app may ask for
+    int releases_kept = 5;                 // releases kept on disk per app besides the live one
+    int concurrent_builds = 2;             // deployments building at once (more wait: queued)
+    int build_timeout_seconds = 900;       // install + build of one deployment
+    int health_timeout_seconds = 30;       // a new release must answer within this
+    int drain_seconds = 30;                // requests to the old release may finish within this
+    int64_t upload_max_bytes = 100 << 20;  // source archives and tarball URLs
+    int64_t unpacked_max_bytes = int64_t{1} << 30;  // a source archive, unpacked
+    int unpacked_max_entries = 100'000;             // files and directories in one
+    int64_t log_max_bytes = 8 << 20;  // runtime log kept per instance before rotating
+  } apps;
+
+  struct Gateway {
+    // Apps answer at {name}.{base_domain}; "localhost" works with no DNS set-up.
+    std::string base_domain = "localhost";
+    int threads = 32;  // proxy workers: requests to apps served at once
+  } gateway;
+
   struct Log {
     std::string level = "info";   // debug | info | warn | error
     std::string format = "json";  // json | text

@@ -105,6 +105,14 @@ struct RuntimeInfo {
   bool egress = false;         // slirp4netns is installed: Network::kEgress works
 };
 
+// Opens a TCP connection to 127.0.0.1:`port` inside the network namespace at `netns_path`:
+// the calling thread enters the namespace, makes the socket and goes back to its own (the
+// socket stays in the instance's namespace), then connects within `timeout`. Answers the
+// connected socket in blocking mode (the caller owns it). Errors: Unavailable
+// CONNECT_REFUSED (nothing listens), CONNECT_TIMEOUT, NETNS_UNAVAILABLE (no such namespace).
+Result<int> ConnectInNetns(const std::string& netns_path, uint16_t port,
+                           std::chrono::milliseconds timeout);
+
 using LogSink = std::function<void(std::string_view line)>;
 
 class Runtime {

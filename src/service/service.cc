@@ -2,6 +2,7 @@
 #include <cstdlib>
 
 #include "service/operations.h"
+#include "service/apps.h"
 #include "service/sandboxes.h"
 #include "service/service.h"
 

@@ -6,6 +6,7 @@
 // Thread-safety: the operation list is built in the constructor and read-only afterwards;
 // Call may run on any thread concurrently.
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -75,6 +76,23 @@ struct Deps {
 };
 
 class SandboxManager;
+class AppManager;
+
+// Where an app is served now (DESIGN.md §6). The gateway looks one up per request; a deploy,
+// rollback, restart or sleep replaces the app's entry at once, and requests already holding
+// the old entry finish on the old instance: it is stopped only once `in_flight` drops to 0
+// (or the drain time is over).
+struct AppRoute {
+  std::string app_id;
+  std::string workspace_id;
+  std::string name;
+  std::string instance_id;
+  std::string netns_path;  // the instance's network namespace (runtime::NetnsPath)
+  uint16_t port = 3000;    // the app listens on 127.0.0.1:port inside it
+  std::string access_policy = "public";
+  bool sleeping = false;  // frozen: wake it (Service::WakeApp) before proxying
+  mutable std::atomic<int64_t> in_flight{0};
+};
 
 class Service {
  public:
@@ -89,6 +107,13 @@ class Service {
   void Stop();
   // Started sandboxes waiting in the warm pool (for /metrics).
   size_t PooledSandboxes() const;
+  // The route of app `name` (its host label), or null when no instance of it runs.
+  std::shared_ptr<const AppRoute> FindRoute(std::string_view name) const;
+  // Thaws a sleeping app; its route is then replaced by an awake one. OK when it is awake.
+  Status WakeApp(const std::string& app_id);
+  // Marks a request to the app (for sleep after inactivity).
+  void TouchApp(const std::string& app_id);
+
   const std::vector<Operation>& operations() const { return operations_; }
   const Operation* Find(std::string_view name) const;
   // Checks scopes (PermissionDenied MISSING_SCOPE), validates `input` against the
@@ -98,6 +123,7 @@ class Service {
  private:
   Deps deps_;
   std::unique_ptr<SandboxManager> sandboxes_;
+  std::unique_ptr<AppManager> apps_;
   std::vector<Operation> operations_;
 };
 

@@ -17,6 +17,7 @@
 #include "store/migrations.h"
 #include "store/sqlite_access.h"
 #include "store/sqlite_db.h"
+#include "store/sqlite_apps.h"
 #include "store/sqlite_sandboxes.h"
 #include "store/store.h"
 
@@ -491,6 +492,69 @@ class SqliteStore final : public Store {
   Status DeleteTemplate(const std::string& workspace_id, const std::string& name,
                         const Event& event) override {
     return sandboxes::DeleteTemplate(db_, workspace_id, name, event);
+  }
+
+  Status InsertApp(const App& app, int64_t max_apps, const Event& event) override {
+    return apps::InsertApp(db_, app, max_apps, event);
+  }
+  Result<App> GetApp(const std::string& workspace_id, const std::string& id_or_name) override {
+    return apps::GetApp(db_, workspace_id, id_or_name);
+  }
+  Result<std::vector<App>> ListApps(const std::string& workspace_id,
+                                    const PageRequest& page) override {
+    return apps::ListApps(db_, workspace_id, page);
+  }
+  Result<std::vector<App>> ListAllApps() override { return apps::ListAllApps(db_); }
+  Status UpdateApp(const App& app, const Event* event) override {
+    return apps::UpdateApp(db_, app, event);
+  }
+  Status DeleteApp(const std::string& workspace_id, const std::string& id,
+                   const Event& event) override {
+    return apps::DeleteApp(db_, workspace_id, id, event);
+  }
+  Status InsertDeployment(const Deployment& deployment, const Event& event) override {
+    return apps::InsertDeployment(db_, deployment, event);
+  }
+  Result<Deployment> GetDeployment(const std::string& workspace_id,
+                                   const std::string& id) override {
+    return apps::GetDeployment(db_, workspace_id, id);
+  }
+  Result<std::optional<Deployment>> ActiveDeployment(const std::string& app_id) override {
+    return apps::ActiveDeployment(db_, app_id);
+  }
+  Result<std::vector<Deployment>> ListDeployments(const std::string& app_id,
+                                                  const PageRequest& page) override {
+    return apps::ListDeployments(db_, app_id, page);
+  }
+  Result<std::vector<Deployment>> ListActiveDeployments() override {
+    return apps::ListActiveDeployments(db_);
+  }
+  Status UpdateDeployment(const Deployment& deployment, const App* app,
+                          const Event* event) override {
+    return apps::UpdateDeployment(db_, deployment, app, event);
+  }
+  Status InsertRelease(const Release& release) override {
+    return apps::InsertRelease(db_, release);
+  }
+  Result<Release> GetRelease(const std::string& app_id, const std::string& id) override {
+    return apps::GetRelease(db_, app_id, id);
+  }
+  Result<std::vector<Release>> ListReleases(const std::string& app_id) override {
+    return apps::ListReleases(db_, app_id);
+  }
+  Status UpdateRelease(const Release& release) override {
+    return apps::UpdateRelease(db_, release);
+  }
+  Result<std::vector<EnvVar>> ListEnv(const std::string& app_id) override {
+    return apps::ListEnv(db_, app_id);
+  }
+  Status SetEnv(const std::string& app_id, const std::vector<EnvVar>& vars,
+                const Event& event) override {
+    return apps::SetEnv(db_, app_id, vars, event);
+  }
+  Status DeleteEnv(const std::string& app_id, const std::string& key,
+                   const Event& event) override {
+    return apps::DeleteEnv(db_, app_id, key, event);
   }
 
   Status CheckIntegrity() override {

@@ -108,6 +108,74 @@ struct Template {
   std::string created_by;
 };
 
+// An app: a named, long-running service of a workspace (shared/API.md "Apps and
+// deployments"). `release_id` is what serves now; `instance_id` the instance serving it.
+struct App {
+  int64_t seq = 0;
+  std::string id;  // app_...
+  std::string workspace_id;
+  std::string name;  // unique in the workspace; DNS label: the app's host name
+  int64_t port = 3000;
+  int64_t memory_mb = 256;
+  int64_t millicpus = 1000;
+  std::string access_policy = "public";  // public | workspace | token
+  int64_t sleep_after_minutes = 0;       // 0 = never
+  int64_t data_quota_mb = 1024;          // size of the /data volume
+  // created (never deployed) | running | stopped | sleeping | crashed
+  std::string status = "created";
+  std::string release_id;   // "" until the first deployment goes live
+  std::string instance_id;  // "" when nothing runs
+  int64_t restarts = 0;     // times the app's process exited and was started again
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  std::string created_by;
+};
+
+// One attempt to put code live (or a rollback to an earlier release). Active deployments are
+// queued, building or deploying; at most one per app.
+struct Deployment {
+  int64_t seq = 0;
+  std::string id;  // dep_...
+  std::string workspace_id;
+  std::string app_id;
+  std::string kind = "deploy";  // deploy | rollback
+  // queued | building | deploying | live | failed | cancelled | superseded
+  std::string status = "queued";
+  std::string source;  // JSON object text: {type: upload|url|git|template|release, ...}
+  std::string config;  // JSON object text: the overrides asked for (install, build, start...)
+  std::string steps;   // JSON array text: [{name, status, startedAt, durationMs, error}]
+  std::string release_id;  // set once a release exists
+  std::string error;       // JSON object text {step, code, message, hint}, "" when none
+  int64_t created_ms = 0;
+  int64_t finished_ms = 0;  // 0 while active
+  std::string created_by;
+};
+
+// An immutable build of an app on disk (releases/APP/REL). `status` becomes "deleted" when
+// garbage collection removes its files; the row stays for history.
+struct Release {
+  int64_t seq = 0;
+  std::string id;  // rel_...
+  std::string workspace_id;
+  std::string app_id;
+  std::string deployment_id;  // the deployment that built it
+  std::string plan;           // JSON object text: {runtime, start, preStart, port, healthCheckPath...}
+  int64_t size_bytes = 0;
+  std::string status = "ready";  // ready | deleted
+  int64_t created_ms = 0;
+};
+
+// An environment variable of an app. `value_sealed` is SecretBox-sealed for every variable
+// (secret or not); `secret` ones are never shown again, `build` ones are also set during
+// install and build.
+struct EnvVar {
+  std::string key;
+  std::string value_sealed;
+  bool secret = false;
+  bool build = false;
+  int64_t updated_ms = 0;
+};
+
 // Keyset pagination: rows strictly after (ascending lists) or before (descending lists)
 // `seq`; 0 means from the start. `limit` rows at most.
 struct PageRequest {
@@ -182,6 +250,56 @@ class Store {
   virtual Status UpdateTemplate(const Template& tpl) = 0;
   virtual Status DeleteTemplate(const std::string& workspace_id, const std::string& name,
                                 const Event& event) = 0;
+
+  // Apps. InsertApp: Conflict APP_EXISTS when the name is taken (names are host
+  // names, unique across workspaces), Conflict
+  // APP_LIMIT_REACHED when the workspace already has `max_apps` (0 = no limit).
+  virtual Status InsertApp(const App& app, int64_t max_apps, const Event& event) = 0;
+  // By id (app_...) or name. NotFound APP_NOT_FOUND.
+  virtual Result<App> GetApp(const std::string& workspace_id, const std::string& id_or_name) = 0;
+  // Oldest first (page.seq = after).
+  virtual Result<std::vector<App>> ListApps(const std::string& workspace_id,
+                                            const PageRequest& page) = 0;
+  // Every workspace's, for reconciling after a restart.
+  virtual Result<std::vector<App>> ListAllApps() = 0;
+  // Writes every field but id, workspace_id, name and created_*; NotFound APP_NOT_FOUND.
+  virtual Status UpdateApp(const App& app, const Event* event) = 0;
+  // Removes the app with its deployments, releases and env vars in one transaction.
+  virtual Status DeleteApp(const std::string& workspace_id, const std::string& id,
+                           const Event& event) = 0;
+
+  // Deployments. InsertDeployment refuses, in the same transaction, a second active
+  // deployment of the app: Conflict DEPLOY_IN_PROGRESS whose message names the active one's id.
+  virtual Status InsertDeployment(const Deployment& deployment, const Event& event) = 0;
+  virtual Result<Deployment> GetDeployment(const std::string& workspace_id,
+                                           const std::string& id) = 0;
+  // The app's active deployment, if any.
+  virtual Result<std::optional<Deployment>> ActiveDeployment(const std::string& app_id) = 0;
+  // Newest first (page.seq = before).
+  virtual Result<std::vector<Deployment>> ListDeployments(const std::string& app_id,
+                                                          const PageRequest& page) = 0;
+  // Active deployments of every workspace, for finishing what a crash interrupted.
+  virtual Result<std::vector<Deployment>> ListActiveDeployments() = 0;
+  // Writes status, steps, release_id, error, finished_ms, and `app` when given, and `event`
+  // when given, in one transaction. When the deployment becomes live, every other live
+  // deployment of the app becomes superseded in the same transaction.
+  virtual Status UpdateDeployment(const Deployment& deployment, const App* app,
+                                  const Event* event) = 0;
+
+  // Releases. NotFound RELEASE_NOT_FOUND.
+  virtual Status InsertRelease(const Release& release) = 0;
+  virtual Result<Release> GetRelease(const std::string& app_id, const std::string& id) = 0;
+  // Newest first.
+  virtual Result<std::vector<Release>> ListReleases(const std::string& app_id) = 0;
+  virtual Status UpdateRelease(const Release& release) = 0;
+
+  // Env vars of an app, sorted by key. SetEnv upserts `vars` in one transaction with `event`;
+  // DeleteEnv: NotFound ENV_NOT_FOUND.
+  virtual Result<std::vector<EnvVar>> ListEnv(const std::string& app_id) = 0;
+  virtual Status SetEnv(const std::string& app_id, const std::vector<EnvVar>& vars,
+                        const Event& event) = 0;
+  virtual Status DeleteEnv(const std::string& app_id, const std::string& key,
+                           const Event& event) = 0;
 
   // PRAGMA integrity_check; for tests and `kiln doctor`.
   virtual Status CheckIntegrity() = 0;
