@@ -98,6 +98,77 @@ CREATE TABLE templates (
     {3, "a warm pool per custom template", R"sql(
 ALTER TABLE templates ADD COLUMN pool_size INTEGER NOT NULL DEFAULT 0;
 )sql"},
+    // App names are host names ({name}.{base_domain}), so they are unique on the server, not
+    // per workspace. The children of an app reference it without ON DELETE CASCADE: DeleteApp
+    // deletes each table's rows itself, so a table it forgot fails the delete instead of being
+    // left with orphans.
+    {4, "apps", R"sql(
+CREATE TABLE apps (
+  seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+  id                  TEXT    UNIQUE NOT NULL,
+  workspace_id        TEXT    NOT NULL REFERENCES workspaces(id),
+  name                TEXT    UNIQUE NOT NULL,
+  port                INTEGER NOT NULL,
+  memory_mb           INTEGER NOT NULL,
+  millicpus           INTEGER NOT NULL,
+  access_policy       TEXT    NOT NULL,
+  sleep_after_minutes INTEGER NOT NULL DEFAULT 0,
+  data_quota_mb       INTEGER NOT NULL,
+  status              TEXT    NOT NULL,
+  release_id          TEXT    NOT NULL DEFAULT '',
+  instance_id         TEXT    NOT NULL DEFAULT '',
+  restarts            INTEGER NOT NULL DEFAULT 0,
+  created_ms          INTEGER NOT NULL,
+  updated_ms          INTEGER NOT NULL,
+  created_by          TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX apps_workspace_seq ON apps (workspace_id, seq);
+
+CREATE TABLE deployments (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+  id           TEXT    UNIQUE NOT NULL,
+  workspace_id TEXT    NOT NULL,
+  app_id       TEXT    NOT NULL REFERENCES apps(id),
+  kind         TEXT    NOT NULL,
+  status       TEXT    NOT NULL,
+  source       TEXT    NOT NULL DEFAULT '{}',
+  config       TEXT    NOT NULL DEFAULT '{}',
+  steps        TEXT    NOT NULL DEFAULT '[]',
+  release_id   TEXT    NOT NULL DEFAULT '',
+  error        TEXT    NOT NULL DEFAULT '',
+  created_ms   INTEGER NOT NULL,
+  finished_ms  INTEGER NOT NULL DEFAULT 0,
+  created_by   TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX deployments_app_seq ON deployments (app_id, seq);
+-- At most one active deployment per app. InsertDeployment checks first, for a message that
+-- names the active one; this index holds even for a path that forgets to.
+CREATE UNIQUE INDEX deployments_one_active ON deployments (app_id)
+  WHERE status IN ('queued', 'building', 'deploying');
+
+CREATE TABLE releases (
+  seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+  id            TEXT    UNIQUE NOT NULL,
+  workspace_id  TEXT    NOT NULL,
+  app_id        TEXT    NOT NULL REFERENCES apps(id),
+  deployment_id TEXT    NOT NULL DEFAULT '',
+  plan          TEXT    NOT NULL DEFAULT '{}',
+  size_bytes    INTEGER NOT NULL DEFAULT 0,
+  status        TEXT    NOT NULL,
+  created_ms    INTEGER NOT NULL
+);
+CREATE INDEX releases_app_seq ON releases (app_id, seq);
+
+CREATE TABLE app_env (
+  app_id       TEXT    NOT NULL REFERENCES apps(id),
+  key          TEXT    NOT NULL,
+  value_sealed TEXT    NOT NULL,
+  secret       INTEGER NOT NULL DEFAULT 0,
+  build        INTEGER NOT NULL DEFAULT 0,
+  updated_ms   INTEGER NOT NULL,
+  PRIMARY KEY (app_id, key)
+) WITHOUT ROWID;
+)sql"},
 };
 
 constexpr sqlite::Query kCurrentVersion{"read schema version",

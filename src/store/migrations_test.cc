@@ -68,15 +68,17 @@ TEST(MigrationsTest, FreshDatabaseGetsEverySchemaVersionAndTable) {
   EXPECT_EQ(QueryInt(*db, "SELECT MAX(version) FROM schema_migrations"), LatestSchemaVersion());
   EXPECT_EQ(QueryInt(*db, "SELECT COUNT(*) FROM schema_migrations"), LatestSchemaVersion());
   EXPECT_GT(QueryInt(*db, "SELECT MIN(applied_at) FROM schema_migrations"), 1'600'000'000'000);
-  for (const char* table : {"workspaces", "api_keys", "events", "idempotency"}) {
+  for (const char* table : {"workspaces", "api_keys", "events", "idempotency", "sandboxes",
+                            "templates", "apps", "deployments", "releases", "app_env"}) {
     auto stmt = db->Prepare({"test", "SELECT COUNT(*) FROM sqlite_master WHERE name = ?"});
     ASSERT_TRUE(stmt.ok());
     auto row = stmt->Bind(1, std::string_view(table)).Step();
     ASSERT_TRUE(row.ok() && *row);
     EXPECT_EQ(stmt->Int64(0), 1) << table;
   }
-  for (const char* index :
-       {"api_keys_workspace_seq", "events_workspace_seq", "idempotency_created"}) {
+  for (const char* index : {"api_keys_workspace_seq", "events_workspace_seq", "idempotency_created",
+                            "sandboxes_workspace_seq", "sandboxes_live", "apps_workspace_seq",
+                            "deployments_app_seq", "deployments_one_active", "releases_app_seq"}) {
     auto stmt = db->Prepare(
         {"test", "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?"});
     ASSERT_TRUE(stmt.ok());

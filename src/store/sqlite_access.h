@@ -1,6 +1,7 @@
 #pragma once
 // Module-private: the connections of the SQLite store, shared by its table groups
-// (sqlite_store.cc: tenancy; sqlite_sandboxes.cc: sandboxes and templates).
+// (sqlite_store.cc: tenancy; sqlite_sandboxes.cc: sandboxes and templates; sqlite_apps.cc: apps,
+// deployments, releases and env vars).
 //
 // One write connection behind a mutex, so writes are serialized in-process and each is one
 // BEGIN IMMEDIATE transaction (the busy timeout covers another process); reads borrow a

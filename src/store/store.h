@@ -114,7 +114,7 @@ struct App {
   int64_t seq = 0;
   std::string id;  // app_...
   std::string workspace_id;
-  std::string name;  // unique in the workspace; DNS label: the app's host name
+  std::string name;  // unique across workspaces; a DNS label: the app's host name
   int64_t port = 3000;
   int64_t memory_mb = 256;
   int64_t millicpus = 1000;
@@ -141,9 +141,9 @@ struct Deployment {
   std::string kind = "deploy";  // deploy | rollback
   // queued | building | deploying | live | failed | cancelled | superseded
   std::string status = "queued";
-  std::string source;  // JSON object text: {type: upload|url|git|template|release, ...}
-  std::string config;  // JSON object text: the overrides asked for (install, build, start...)
-  std::string steps;   // JSON array text: [{name, status, startedAt, durationMs, error}]
+  std::string source;      // JSON object text: {type: upload|url|git|template|release, ...}
+  std::string config;      // JSON object text: the overrides asked for (install, build, start...)
+  std::string steps;       // JSON array text: [{name, status, startedAt, durationMs, error}]
   std::string release_id;  // set once a release exists
   std::string error;       // JSON object text {step, code, message, hint}, "" when none
   int64_t created_ms = 0;
@@ -159,7 +159,7 @@ struct Release {
   std::string workspace_id;
   std::string app_id;
   std::string deployment_id;  // the deployment that built it
-  std::string plan;           // JSON object text: {runtime, start, preStart, port, healthCheckPath...}
+  std::string plan;  // JSON object text: {runtime, start, preStart, port, healthCheckPath...}
   int64_t size_bytes = 0;
   std::string status = "ready";  // ready | deleted
   int64_t created_ms = 0;
@@ -251,11 +251,12 @@ class Store {
   virtual Status DeleteTemplate(const std::string& workspace_id, const std::string& name,
                                 const Event& event) = 0;
 
-  // Apps. InsertApp: Conflict APP_EXISTS when the name is taken (names are host
-  // names, unique across workspaces), Conflict
-  // APP_LIMIT_REACHED when the workspace already has `max_apps` (0 = no limit).
+  // Apps. InsertApp: Conflict APP_EXISTS when the name is taken (names are host names, unique
+  // across workspaces), Conflict APP_LIMIT_REACHED when the workspace already has `max_apps`
+  // (0 = no limit); both checked in the insert's transaction.
   virtual Status InsertApp(const App& app, int64_t max_apps, const Event& event) = 0;
-  // By id (app_...) or name. NotFound APP_NOT_FOUND.
+  // By id (app_...) or name, in `workspace_id` only. NotFound APP_NOT_FOUND, also for another
+  // workspace's app.
   virtual Result<App> GetApp(const std::string& workspace_id, const std::string& id_or_name) = 0;
   // Oldest first (page.seq = after).
   virtual Result<std::vector<App>> ListApps(const std::string& workspace_id,
@@ -264,12 +265,15 @@ class Store {
   virtual Result<std::vector<App>> ListAllApps() = 0;
   // Writes every field but id, workspace_id, name and created_*; NotFound APP_NOT_FOUND.
   virtual Status UpdateApp(const App& app, const Event* event) = 0;
-  // Removes the app with its deployments, releases and env vars in one transaction.
+  // Removes the app with its deployments, releases and env vars in one transaction with
+  // `event`. NotFound APP_NOT_FOUND when the workspace has no app `id`.
   virtual Status DeleteApp(const std::string& workspace_id, const std::string& id,
                            const Event& event) = 0;
 
   // Deployments. InsertDeployment refuses, in the same transaction, a second active
-  // deployment of the app: Conflict DEPLOY_IN_PROGRESS whose message names the active one's id.
+  // deployment of the app: Conflict DEPLOY_IN_PROGRESS whose message names the active one's id;
+  // NotFound APP_NOT_FOUND when the app is not in the deployment's workspace.
+  // GetDeployment: NotFound DEPLOYMENT_NOT_FOUND.
   virtual Status InsertDeployment(const Deployment& deployment, const Event& event) = 0;
   virtual Result<Deployment> GetDeployment(const std::string& workspace_id,
                                            const std::string& id) = 0;
@@ -280,21 +284,26 @@ class Store {
                                                           const PageRequest& page) = 0;
   // Active deployments of every workspace, for finishing what a crash interrupted.
   virtual Result<std::vector<Deployment>> ListActiveDeployments() = 0;
-  // Writes status, steps, release_id, error, finished_ms, and `app` when given, and `event`
-  // when given, in one transaction. When the deployment becomes live, every other live
-  // deployment of the app becomes superseded in the same transaction.
+  // Writes status, steps, release_id, error, finished_ms, and `app` when given (as UpdateApp;
+  // it must be the deployment's app), and `event` when given, in one transaction. When the
+  // deployment becomes live, every other live deployment of the app becomes superseded in the
+  // same transaction. NotFound DEPLOYMENT_NOT_FOUND; Conflict DEPLOY_IN_PROGRESS when it would
+  // become active while another deployment of the app is.
   virtual Status UpdateDeployment(const Deployment& deployment, const App* app,
                                   const Event* event) = 0;
 
-  // Releases. NotFound RELEASE_NOT_FOUND.
+  // Releases. InsertRelease: NotFound APP_NOT_FOUND when the app is not in the release's
+  // workspace. UpdateRelease writes status and size_bytes (the rest never changes).
+  // GetRelease and UpdateRelease: NotFound RELEASE_NOT_FOUND.
   virtual Status InsertRelease(const Release& release) = 0;
   virtual Result<Release> GetRelease(const std::string& app_id, const std::string& id) = 0;
   // Newest first.
   virtual Result<std::vector<Release>> ListReleases(const std::string& app_id) = 0;
   virtual Status UpdateRelease(const Release& release) = 0;
 
-  // Env vars of an app, sorted by key. SetEnv upserts `vars` in one transaction with `event`;
-  // DeleteEnv: NotFound ENV_NOT_FOUND.
+  // Env vars of an app, sorted by key. SetEnv upserts `vars` (by key) in one transaction with
+  // `event`, NotFound APP_NOT_FOUND when there is no app `app_id`; DeleteEnv: NotFound
+  // ENV_NOT_FOUND.
   virtual Result<std::vector<EnvVar>> ListEnv(const std::string& app_id) = 0;
   virtual Status SetEnv(const std::string& app_id, const std::vector<EnvVar>& vars,
                         const Event& event) = 0;
