@@ -137,6 +137,9 @@ void Job::Run() {
     // (no such sandbox) is an ordinary HTTP error, not a 200 stream with an error in it.
     ctx.emit = [&](std::string_view event, const json::value& data) {
       begin();
+      if (event.empty()) {  // a liveness check of a quiet follower: nothing is sent
+        return !stream->Closed();
+      }
       return stream->Write(SseEvent(event, data));
     };
   }
@@ -176,7 +179,12 @@ Result<json::object> Api::Impl::Input(const service::Operation& op,
                                       bool* raw) {
   json::object input;
   *raw = !op.rest_raw_input.empty() || !op.rest_raw_output.empty();
-  if (!op.rest_raw_input.empty() && IsBodyMethod(req.method)) {
+  if (!op.rest_multipart.empty() && IsBodyMethod(req.method) &&
+      req.Header("content-type").starts_with("multipart/form-data")) {
+    // An upload with its settings: the operation splits the parts itself.
+    input[op.rest_multipart] = json::string(req.body);
+    input[op.rest_multipart + "Type"] = json::string(req.Header("content-type"));
+  } else if (!op.rest_raw_input.empty() && IsBodyMethod(req.method)) {
     // The body is the bytes of one field (a file), not JSON.
     input[op.rest_raw_input] = json::string(req.body);
   } else if (IsBodyMethod(req.method) && !req.body.empty()) {

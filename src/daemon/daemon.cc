@@ -14,6 +14,8 @@
 
 #include "api/api.h"
 #include "auth/auth.h"
+#include "core/process.h"
+#include "gateway/gateway.h"
 #include "http/http.h"
 #include "runtime/runtime.h"
 #include "service/service.h"
@@ -212,8 +214,21 @@ int Run(const Config& config) {
   options.idle_timeout = std::chrono::milliseconds(config.server.idle_timeout_ms);
   options.shutdown_grace = std::chrono::milliseconds(config.server.shutdown_grace_ms);
 
+  gateway::Deps gateway_deps;
+  gateway_deps.find = [&service](std::string_view name) { return service.FindRoute(name); };
+  gateway_deps.wake = [&service](const std::string& app_id) { return service.WakeApp(app_id); };
+  gateway_deps.touch = [&service](const std::string& app_id) { service.TouchApp(app_id); };
+  gateway_deps.base_domain = config.gateway.base_domain;
+  gateway_deps.threads = config.gateway.threads;
+  gateway::Gateway gateway(std::move(gateway_deps));
+
   auto server = http::Server::Start(
-      options, [&api](const http::Request& req, http::Response& res) { api.Handle(req, res); },
+      options,
+      [&api, &gateway](const http::Request& req, http::Response& res) {
+        if (!gateway.Handle(req, res)) {
+          api.Handle(req, res);
+        }
+      },
       [&api](const Status& s, http::Response& res) { api.ListenerError(s, res); });
   if (!server.ok()) {
     return Fail(server.status());
@@ -290,6 +305,27 @@ int Cleanup(const std::string& data_dir) {
     } else {
       ++failed;
       log::Error("cannot remove instance", {{"id", info.id}, {"error", s.ToString()}});
+    }
+  }
+  // Apps' /data volumes are loop-mounted images: unmounted once no instance holds them.
+  std::string volumes = fs::absolute(dir).lexically_normal().string() + "/volumes/";
+  std::vector<std::string> mounted;
+  if (FILE* f = std::fopen("/proc/self/mountinfo", "r")) {
+    char line[4096];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      char point[2048];
+      if (std::sscanf(line, "%*s %*s %*s %*s %2047s", point) == 1 &&
+          std::string_view(point).starts_with(volumes)) {
+        mounted.emplace_back(point);
+      }
+    }
+    std::fclose(f);
+  }
+  for (const std::string& point : mounted) {
+    auto r = RunProcess({"umount", point}, std::chrono::seconds(30));
+    if (!r.ok() || r->exit_code != 0) {
+      ++failed;
+      log::Error("cannot unmount an app volume", {{"path", point}});
     }
   }
   std::printf("Removed %d instance(s) from %s.\n", removed, data_dir.c_str());

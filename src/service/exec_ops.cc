@@ -1,4 +1,6 @@
-// Exec and files in a sandbox (shared/API.md "Exec", "Sandboxes" files), through kiln-init.
+// Exec and files in a sandbox or an app's running instance (shared/API.md "Exec",
+// "Sandboxes" files, apps' exec and files), through kiln-init. The operations are the same for
+// both; an ExecTarget says which resource they are bound to.
 #include <csignal>
 #include <map>
 
@@ -11,11 +13,11 @@ namespace {
 
 constexpr int64_t kMiB = 1 << 20;
 
-const char* kIdProp = R"js("id": {"type": "string", "minLength": 1, "maxLength": 100,
-    "description": "the sandbox id (sbx_…)"
-})js";
-const char* kPathProp = R"js("path": {"type": "string", "minLength": 1, "maxLength": 4096,
-    "description": "absolute, or relative to /root; no .. components"})js";
+std::string PathProp(const ExecTarget& t) {
+  return R"js("path": {"type": "string", "minLength": 1, "maxLength": 4096,
+    "description": "absolute, or relative to )js" +
+         t.home + R"js(; no .. components"})js";
+}
 
 // Output chunks are cut wherever the pipe was; a UTF-8 sequence cut in two is held back and
 // sent with the next chunk, so that events carry whole characters.
@@ -54,8 +56,8 @@ class Utf8Chunker {
 
 // A client path made absolute inside the sandbox; `..` is refused here too (kiln-init refuses
 // it again, and resolves in the sandbox's root, so nothing can lead outside).
-Result<std::string> SandboxPath(const std::string& path) {
-  std::string p = path.starts_with('/') ? path : "/root/" + path;
+Result<std::string> SandboxPath(const ExecTarget& t, const std::string& path) {
+  std::string p = path.starts_with('/') ? path : t.home + "/" + path;
   size_t start = 0;
   while (start <= p.size()) {
     size_t end = p.find('/', start);
@@ -64,7 +66,7 @@ Result<std::string> SandboxPath(const std::string& path) {
     }
     if (p.compare(start, end - start, "..") == 0) {
       return Status::InvalidArgument("PATH_INVALID", "path \"" + path + "\" has a .. component",
-                                     "use a path inside the sandbox without ..");
+                                     "use a path inside the " + t.noun + " without ..");
     }
     start = end + 1;
   }
@@ -76,11 +78,10 @@ Result<std::string> SandboxPath(const std::string& path) {
 
 std::string Str(const json::object& in, std::string_view key) { return GetString(in, key); }
 
-Operation ExecOp(const Deps& d, SandboxManager& m) {
-  (void)d;
+Operation ExecOp(const ExecTarget& t) {
   Operation op;
-  op.name = "sandboxes.exec";
-  op.summary = "Run a command in a sandbox and get its output and exit code";
+  op.name = t.resource + ".exec";
+  op.summary = "Run a command in " + t.a_noun + " and get its output and exit code";
   op.description =
       "Runs `command` with /bin/sh -c (or `argv` directly) in the sandbox and answers "
       "{exitCode, stdout, stderr, truncated, timedOut, durationMs}. A missing program is exit "
@@ -88,13 +89,13 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
       "stderr keeps maxBytes. Background processes it starts keep running. Streamed as "
       "Server-Sent Events (stdout, stderr, then exit) when asked.";
   op.method = "POST";
-  op.path = "/v1/sandboxes/{id}/exec";
+  op.path = "/v1/" + t.resource + "/{" + t.param + "}/exec";
   op.scopes = auth::kExec;
   op.blocking = op.streaming = true;
   op.final_event = "exit";
-  op.input = Schema(
-      std::string(
-          R"js({"type": "object", "additionalProperties": false, "required": ["id"], "properties": {
+  op.input =
+      Schema(std::string(R"js({"type": "object", "additionalProperties": false, "required": [")js" +
+                         t.param + R"js("], "properties": {
       "command": {"type": "string", "minLength": 1, "maxLength": 131072, "description": "a shell command line"},
       "argv": {"type": "array", "minItems": 1, "maxItems": 4096, "items": {"type": "string", "maxLength": 131072},
                "description": "program and arguments, without a shell"},
@@ -107,14 +108,14 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
       "stdin": {"type": "string", "maxLength": 8388608},
       "timeoutMs": {"type": "integer", "minimum": 1, "maximum": 600000, "description": "default 60000"},
       "maxBytes": {"type": "integer", "minimum": 1, "maximum": 5242880, "description": "per stream, default 1 MiB"},)js") +
-      kIdProp + "}}");
+             t.id_prop + "}}");
   op.output = Schema(R"js({"type": "object", "properties": {
       "pid": {"type": "integer", "description": "the command's pid in the sandbox"},
       "exitCode": {"type": "integer"}, "stdout": {"type": "string"}, "stderr": {"type": "string"},
       "truncated": {"type": "boolean"}, "timedOut": {"type": "boolean"}, "durationMs": {"type": "integer"},
       "killedBy": {"type": ["string", "null"], "description": "oom when the memory limit killed it"},
       "pidsLimitHit": {"type": "boolean", "description": "a fork failed at the process limit"}}})js");
-  op.run = [&m](Context& ctx, const json::object& in) -> Result<json::value> {
+  op.run = [t](Context& ctx, const json::object& in) -> Result<json::value> {
     bool has_command = in.contains("command");
     bool has_argv = in.contains("argv");
     if (has_command == has_argv) {
@@ -122,8 +123,9 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
           "VALIDATION_FAILED", "give exactly one of command or argv",
           "command: \"ls -la\" runs in a shell; argv: [\"ls\", \"-la\"] does not");
     }
-    std::string id = Str(in, "id");
-    KILN_ASSIGN_OR_RETURN(runtime::InitClient client, m.Client(ctx.principal.workspace.id, id));
+    std::string id;
+    KILN_ASSIGN_OR_RETURN(runtime::InitClient client,
+                          t.client(ctx.principal.workspace.id, Str(in, t.param), &id));
     runtime::ExecRequest r;
     if (has_command) {
       r.argv = {"/bin/sh", "-c", Str(in, "command")};
@@ -143,7 +145,7 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
     r.timeout_ms = GetInt(in, "timeoutMs", 60000);
     r.max_bytes = GetInt(in, "maxBytes", kMiB);
 
-    auto before = m.LimitEvents(id);
+    auto before = t.limit_events(id);
     runtime::OutputSink sink;
     Utf8Chunker out_text, err_text;
     if (ctx.emit) {
@@ -161,7 +163,7 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
       started = [&](int pid) { ctx.emit("start", json::object{{"pid", pid}}); };
     }
     KILN_ASSIGN_OR_RETURN(runtime::ExecResult result, client.Exec(r, sink, started));
-    auto after = m.LimitEvents(id);
+    auto after = t.limit_events(id);
     json::value killed_by = nullptr;
     bool pids_hit = false;
     if (before && after) {
@@ -194,27 +196,27 @@ Operation ExecOp(const Deps& d, SandboxManager& m) {
   return op;
 }
 
-Operation SignalOp(SandboxManager& m) {
+Operation SignalOp(const ExecTarget& t) {
   Operation op;
-  op.name = "sandboxes.signal";
-  op.summary = "Send a signal to a running command of a sandbox";
+  op.name = t.resource + ".signal";
+  op.summary = "Send a signal to a running command of " + t.a_noun;
   op.description =
       "Delivers `signal` (TERM by default; INT, HUP, KILL, QUIT, USR1, USR2, STOP, CONT) to a "
       "command started with sandboxes.exec, and to its children: `pid` is the one the exec "
       "stream's `start` event gave. Only commands started through exec can be signalled.";
   op.method = "POST";
-  op.path = "/v1/sandboxes/{id}/signal";
+  op.path = "/v1/" + t.resource + "/{" + t.param + "}/signal";
   op.scopes = auth::kExec;
   op.blocking = true;
-  op.input = Schema(
-      std::string(
-          R"js({"type": "object", "additionalProperties": false, "required": ["id", "pid"], "properties": {
+  op.input =
+      Schema(std::string(R"js({"type": "object", "additionalProperties": false, "required": [")js" +
+                         t.param + R"js(", "pid"], "properties": {
       "pid": {"type": "integer", "minimum": 2},
       "signal": {"type": "string", "enum": ["TERM", "INT", "HUP", "KILL", "QUIT", "USR1", "USR2", "STOP", "CONT"]},)js") +
-      kIdProp + "}}");
+             t.id_prop + "}}");
   op.output = Schema(
       R"js({"type": "object", "properties": {"pid": {"type": "integer"}, "signal": {"type": "string"}}})js");
-  op.run = [&m](Context& ctx, const json::object& in) -> Result<json::value> {
+  op.run = [t](Context& ctx, const json::object& in) -> Result<json::value> {
     static const std::map<std::string, int> kSignals = {
         {"TERM", SIGTERM}, {"INT", SIGINT},   {"HUP", SIGHUP},
         {"KILL", SIGKILL}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
@@ -222,7 +224,7 @@ Operation SignalOp(SandboxManager& m) {
     std::string name = GetString(in, "signal", "TERM");
     int pid = static_cast<int>(GetInt(in, "pid"));
     KILN_ASSIGN_OR_RETURN(runtime::InitClient client,
-                          m.Client(ctx.principal.workspace.id, Str(in, "id")));
+                          t.client(ctx.principal.workspace.id, Str(in, t.param), nullptr));
     Status s = client.Signal(pid, kSignals.at(name));
     if (s.Is(Code::kNotFound)) {
       return Status::NotFound("PROCESS_NOT_FOUND",
@@ -235,30 +237,30 @@ Operation SignalOp(SandboxManager& m) {
   return op;
 }
 
-Operation ReadOp(const Deps& d, SandboxManager& m) {
+Operation ReadOp(const Deps& d, const ExecTarget& t) {
   Operation op;
-  op.name = "sandboxes.files.read";
-  op.summary = "Read a file from a sandbox";
+  op.name = t.resource + ".files.read";
+  op.summary = "Read a file from " + t.a_noun;
   op.description =
       "Answers a file's content: as text (encoding utf8) when it is valid UTF-8, else base64 "
       "(or as asked with `encoding`). Over REST the body is the file's raw bytes.";
   op.method = "GET";
-  op.path = "/v1/sandboxes/{id}/files";
+  op.path = "/v1/" + t.resource + "/{" + t.param + "}/files";
   op.scopes = auth::kRead;
   op.read_only = op.idempotent = op.blocking = true;
   op.rest_raw_output = "content";
-  op.input = Schema(
-      std::string(
-          R"js({"type": "object", "additionalProperties": false, "required": ["id", "path"], "properties": {
+  op.input =
+      Schema(std::string(R"js({"type": "object", "additionalProperties": false, "required": [")js" +
+                         t.param + R"js(", "path"], "properties": {
       "encoding": {"type": "string", "enum": ["utf8", "base64"]},)js") +
-      kPathProp + "," + kIdProp + "}}");
+             PathProp(t) + "," + t.id_prop + "}}");
   op.output = Schema(R"js({"type": "object", "properties": {"path": {"type": "string"},
       "size": {"type": "integer"}, "encoding": {"type": "string", "enum": ["utf8", "base64"]},
       "content": {"type": "string"}}})js");
-  op.run = [&d, &m](Context& ctx, const json::object& in) -> Result<json::value> {
-    KILN_ASSIGN_OR_RETURN(std::string path, SandboxPath(Str(in, "path")));
+  op.run = [&d, t](Context& ctx, const json::object& in) -> Result<json::value> {
+    KILN_ASSIGN_OR_RETURN(std::string path, SandboxPath(t, Str(in, "path")));
     KILN_ASSIGN_OR_RETURN(runtime::InitClient client,
-                          m.Client(ctx.principal.workspace.id, Str(in, "id")));
+                          t.client(ctx.principal.workspace.id, Str(in, t.param), nullptr));
     KILN_ASSIGN_OR_RETURN(std::string content,
                           client.ReadFile(path, d.config.server.body_limit_bytes));
     std::string encoding = Str(in, "encoding");
@@ -281,31 +283,31 @@ Operation ReadOp(const Deps& d, SandboxManager& m) {
   return op;
 }
 
-Operation WriteOp(SandboxManager& m) {
+Operation WriteOp(const ExecTarget& t) {
   Operation op;
-  op.name = "sandboxes.files.write";
-  op.summary = "Write a file in a sandbox (parents are created)";
+  op.name = t.resource + ".files.write";
+  op.summary = "Write a file in " + t.a_noun + " (parents are created)";
   op.description =
       "Writes `content` (text, or base64 with encoding \"base64\") to `path`, creating missing "
       "parent directories; replaces an existing file at once (never half-written). Over REST "
       "the request body is the raw bytes.";
   op.method = "PUT";
-  op.path = "/v1/sandboxes/{id}/files";
+  op.path = "/v1/" + t.resource + "/{" + t.param + "}/files";
   op.scopes = auth::kWrite;
   op.idempotent = op.blocking = true;
   op.rest_raw_input = "content";
-  op.input = Schema(
-      std::string(
-          R"js({"type": "object", "additionalProperties": false, "required": ["id", "path", "content"], "properties": {
+  op.input =
+      Schema(std::string(R"js({"type": "object", "additionalProperties": false, "required": [")js" +
+                         t.param + R"js(", "path", "content"], "properties": {
       "content": {"type": "string"},
       "encoding": {"type": "string", "enum": ["utf8", "base64"], "description": "of content; default utf8"},
       "mode": {"type": "integer", "minimum": 0, "maximum": 4095, "description": "permission bits, default 420 (0644)"
-},)js") +
-      kPathProp + "," + kIdProp + "}}");
+},)js") + PathProp(t) +
+             "," + t.id_prop + "}}");
   op.output = Schema(
       R"js({"type": "object", "properties": {"path": {"type": "string"}, "size": {"type": "integer"}}})js");
-  op.run = [&m](Context& ctx, const json::object& in) -> Result<json::value> {
-    KILN_ASSIGN_OR_RETURN(std::string path, SandboxPath(Str(in, "path")));
+  op.run = [t](Context& ctx, const json::object& in) -> Result<json::value> {
+    KILN_ASSIGN_OR_RETURN(std::string path, SandboxPath(t, Str(in, "path")));
     std::string content = Str(in, "content");
     if (!ctx.raw && Str(in, "encoding") == "base64") {
       auto decoded = crypto::Base64Decode(content);
@@ -316,7 +318,7 @@ Operation WriteOp(SandboxManager& m) {
       content = std::move(*decoded);
     }
     KILN_ASSIGN_OR_RETURN(runtime::InitClient client,
-                          m.Client(ctx.principal.workspace.id, Str(in, "id")));
+                          t.client(ctx.principal.workspace.id, Str(in, t.param), nullptr));
     auto mode = static_cast<uint32_t>(GetInt(in, "mode", 0644));
     KILN_RETURN_IF_ERROR(client.WriteFile(path, content, mode));
     return json::object{{"path", path}, {"size", static_cast<int64_t>(content.size())}};
@@ -324,60 +326,60 @@ Operation WriteOp(SandboxManager& m) {
   return op;
 }
 
-Operation RemoveOp(SandboxManager& m) {
+Operation RemoveOp(const ExecTarget& t) {
   Operation op;
-  op.name = "sandboxes.files.remove";
-  op.summary = "Remove a file or directory in a sandbox";
+  op.name = t.resource + ".files.remove";
+  op.summary = "Remove a file or directory in " + t.a_noun;
   op.description =
       "Removes a file, a symlink (not what it points to) or a directory "
       "(recursive: true for one that is not empty).";
   op.method = "DELETE";
-  op.path = "/v1/sandboxes/{id}/files";
+  op.path = "/v1/" + t.resource + "/{" + t.param + "}/files";
   op.scopes = auth::kWrite;
   op.idempotent = op.blocking = true;
-  op.input = Schema(
-      std::string(
-          R"js({"type": "object", "additionalProperties": false, "required": ["id", "path"], "properties": {
+  op.input =
+      Schema(std::string(R"js({"type": "object", "additionalProperties": false, "required": [")js" +
+                         t.param + R"js(", "path"], "properties": {
       "recursive": {"type": "boolean"},)js") +
-      kPathProp + "," + kIdProp + "}}");
+             PathProp(t) + "," + t.id_prop + "}}");
   op.output = Schema(
       R"js({"type": "object", "properties": {"path": {"type": "string"}, "removed": {"type": "boolean"}}})js");
-  op.run = [&m](Context& ctx, const json::object& in) -> Result<json::value> {
-    KILN_ASSIGN_OR_RETURN(std::string path, SandboxPath(Str(in, "path")));
+  op.run = [t](Context& ctx, const json::object& in) -> Result<json::value> {
+    KILN_ASSIGN_OR_RETURN(std::string path, SandboxPath(t, Str(in, "path")));
     KILN_ASSIGN_OR_RETURN(runtime::InitClient client,
-                          m.Client(ctx.principal.workspace.id, Str(in, "id")));
+                          t.client(ctx.principal.workspace.id, Str(in, t.param), nullptr));
     KILN_RETURN_IF_ERROR(client.Remove(path, GetBool(in, "recursive")));
     return json::object{{"path", path}, {"removed", true}};
   };
   return op;
 }
 
-Operation ListOp(SandboxManager& m) {
+Operation ListOp(const ExecTarget& t) {
   Operation op;
-  op.name = "sandboxes.files.list";
-  op.summary = "List a directory in a sandbox";
+  op.name = t.resource + ".files.list";
+  op.summary = "List a directory in " + t.a_noun;
   op.description =
       "Lists `path` (default /root) to `depth` levels: name, path, type (file, dir, symlink, "
       "other), size, mode, mtime and, for symlinks, their target (never followed).";
   op.method = "GET";
-  op.path = "/v1/sandboxes/{id}/files/list";
+  op.path = "/v1/" + t.resource + "/{" + t.param + "}/files/list";
   op.scopes = auth::kRead;
   op.read_only = op.idempotent = op.blocking = true;
-  op.input = Schema(
-      std::string(
-          R"js({"type": "object", "additionalProperties": false, "required": ["id"], "properties": {
+  op.input =
+      Schema(std::string(R"js({"type": "object", "additionalProperties": false, "required": [")js" +
+                         t.param + R"js("], "properties": {
       "depth": {"type": "integer", "minimum": 1, "maximum": 10, "description": "default 1"},)js") +
-      kPathProp + "," + kIdProp + "}}");
+             PathProp(t) + "," + t.id_prop + "}}");
   op.output = Schema(
       R"js({"type": "object", "properties": {"path": {"type": "string"}, "entries": {"type": "array", "items": {"type": "object", "properties": {
       "name": {"type": "string"}, "path": {"type": "string"},
       "type": {"type": "string", "enum": ["file", "dir", "symlink", "other"]},
       "size": {"type": "integer"}, "mode": {"type": "string"}, "mtime": {"type": "string"},
       "target": {"type": "string"}}}}}})js");
-  op.run = [&m](Context& ctx, const json::object& in) -> Result<json::value> {
-    KILN_ASSIGN_OR_RETURN(std::string path, SandboxPath(GetString(in, "path", "/root")));
+  op.run = [t](Context& ctx, const json::object& in) -> Result<json::value> {
+    KILN_ASSIGN_OR_RETURN(std::string path, SandboxPath(t, GetString(in, "path", t.home)));
     KILN_ASSIGN_OR_RETURN(runtime::InitClient client,
-                          m.Client(ctx.principal.workspace.id, Str(in, "id")));
+                          t.client(ctx.principal.workspace.id, Str(in, t.param), nullptr));
     KILN_ASSIGN_OR_RETURN(auto entries,
                           client.List(path, static_cast<int>(GetInt(in, "depth", 1))));
     json::array out;
@@ -407,13 +409,13 @@ Operation ListOp(SandboxManager& m) {
 
 }  // namespace
 
-void AddExecOperations(const Deps& deps, SandboxManager& sandboxes, std::vector<Operation>& out) {
-  out.push_back(ExecOp(deps, sandboxes));
-  out.push_back(SignalOp(sandboxes));
-  out.push_back(ReadOp(deps, sandboxes));
-  out.push_back(WriteOp(sandboxes));
-  out.push_back(RemoveOp(sandboxes));
-  out.push_back(ListOp(sandboxes));
+void AddExecOperations(const Deps& deps, const ExecTarget& target, std::vector<Operation>& out) {
+  out.push_back(ExecOp(target));
+  out.push_back(SignalOp(target));
+  out.push_back(ReadOp(deps, target));
+  out.push_back(WriteOp(target));
+  out.push_back(RemoveOp(target));
+  out.push_back(ListOp(target));
 }
 
 }  // namespace kiln::service

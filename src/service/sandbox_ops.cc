@@ -252,8 +252,6 @@ Operation PauseOp(SandboxManager& m, bool pause) {
 
 }  // namespace
 
-void AddExecOperations(const Deps& deps, SandboxManager& sandboxes, std::vector<Operation>& out);
-
 void AddSandboxOperations(const Deps& deps, SandboxManager& sandboxes,
                           std::vector<Operation>& out) {
   out.push_back(CreateOp(deps, sandboxes));
@@ -263,7 +261,23 @@ void AddSandboxOperations(const Deps& deps, SandboxManager& sandboxes,
   out.push_back(TimeoutOp(deps, sandboxes));
   out.push_back(PauseOp(sandboxes, true));
   out.push_back(PauseOp(sandboxes, false));
-  AddExecOperations(deps, sandboxes, out);
+  ExecTarget target;
+  target.resource = "sandboxes";
+  target.noun = "sandbox";
+  target.a_noun = "a sandbox";
+  target.param = "id";
+  target.id_prop = R"js("id": {"type": "string", "minLength": 1, "maxLength": 100,
+    "description": "the sandbox id (sbx_…)"})js";
+  target.home = "/root";
+  target.client = [&sandboxes](const std::string& ws, const std::string& id,
+                               std::string* instance) -> Result<runtime::InitClient> {
+    if (instance != nullptr) {
+      *instance = id;  // a sandbox's instance has the sandbox's id
+    }
+    return sandboxes.Client(ws, id);
+  };
+  target.limit_events = [&sandboxes](const std::string& id) { return sandboxes.LimitEvents(id); };
+  AddExecOperations(deps, target, out);
 }
 
 }  // namespace kiln::service

@@ -126,7 +126,8 @@ void SandboxManager::Reconcile() {
   }
   std::map<std::string, size_t> targets = PoolTargets();
   for (const auto& [id, info] : instances) {
-    if (owned.contains(id)) {
+    // Apps' and builds' instances are the AppManager's to reconcile.
+    if (owned.contains(id) || info.label.starts_with("app:") || info.label.starts_with("build:")) {
       continue;
     }
     std::deque<std::string>& pool = pool_[info.template_name];

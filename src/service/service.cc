@@ -1,8 +1,8 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "service/operations.h"
 #include "service/apps.h"
+#include "service/operations.h"
 #include "service/sandboxes.h"
 #include "service/service.h"
 
@@ -19,17 +19,37 @@ json::object Schema(std::string_view text) {
   return std::move(v.as_object());
 }
 
-Service::Service(Deps deps) : deps_(deps), sandboxes_(std::make_unique<SandboxManager>(deps_)) {
+Service::Service(Deps deps)
+    : deps_(deps),
+      sandboxes_(std::make_unique<SandboxManager>(deps_)),
+      apps_(std::make_unique<AppManager>(deps_)) {
   AddTenancyOperations(deps_, operations_);
   AddSandboxOperations(deps_, *sandboxes_, operations_);
   AddTemplateOperations(deps_, *sandboxes_, operations_);
+  AddAppOperations(deps_, *apps_, operations_);
+  AddDeployOperations(deps_, *apps_, operations_);
+  AddEnvOperations(deps_, *apps_, operations_);
 }
 
 Service::~Service() { Stop(); }
 
-void Service::Start() { sandboxes_->Start(); }
+void Service::Start() {
+  sandboxes_->Start();
+  apps_->Start();
+}
 
-void Service::Stop() { sandboxes_->Stop(); }
+void Service::Stop() {
+  apps_->Stop();
+  sandboxes_->Stop();
+}
+
+std::shared_ptr<const AppRoute> Service::FindRoute(std::string_view name) const {
+  return apps_->FindRoute(name);
+}
+
+Status Service::WakeApp(const std::string& app_id) { return apps_->WakeById(app_id); }
+
+void Service::TouchApp(const std::string& app_id) { apps_->Touch(app_id); }
 
 size_t Service::PooledSandboxes() const { return sandboxes_->pooled(); }
 

@@ -22,7 +22,8 @@
 namespace kiln::service {
 
 // Sends one event of a streaming operation (an exec's output chunk) to the caller; false
-// once the caller is gone, so the operation can stop early.
+// once the caller is gone, so the operation can stop early. An empty `event` sends nothing and
+// only answers whether the caller is still there (for followers that wait quietly).
 using EmitFn = std::function<bool(std::string_view event, const json::value& data)>;
 
 struct Context {
@@ -61,6 +62,9 @@ struct Operation {
   // (downloads), sent as application/octet-stream.
   std::string rest_raw_input;
   std::string rest_raw_output;
+  // REST binding of uploads: a multipart/form-data body is passed whole in this input field,
+  // and its Content-Type in the field of the same name + "Type"; JSON bodies work as usual.
+  std::string rest_multipart;
   int success_status = 200;
   std::function<Result<json::value>(Context&, const json::object&)> run;
 };
