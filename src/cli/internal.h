@@ -2,8 +2,10 @@
 // Module-private pieces of the CLI: the API client, profile storage and output helpers.
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/core.h"
@@ -16,10 +18,13 @@ class App;
 
 namespace kiln::cli {
 
-// The command groups beyond cli.cc (sandbox_cli.cc). `json_flag` and `code` belong to Main
-// and outlive parsing; the commands read --json and set the exit code through them.
+// The command groups beyond cli.cc (sandbox_cli.cc, app_cli.cc). `json_flag` and `code`
+// belong to Main and outlive parsing; the commands read --json and set the exit code through
+// them.
 void AddSandboxCommands(CLI::App& app, const bool& json_flag, int& code);
 void AddTemplateCommands(CLI::App& app, const bool& json_flag, int& code);
+// apps, deploy, logs, exec, env, rollback, open, deployments.
+void AddAppCommands(CLI::App& app, const bool& json_flag, int& code);
 
 enum ExitCode { kOk = 0, kApiError = 1, kUsage = 2, kUnreachable = 3 };
 
@@ -70,5 +75,65 @@ int Run(const Output& out, const Result<json::value>& result,
 int ReportError(const Output& out, const Status& status);
 std::string Bold(const Output& out, const std::string& text);
 std::string Str(const json::value& v);  // strings unquoted, null as "-", others as JSON
+std::string HumanBytes(int64_t bytes);  // "512 B", "1.5 KiB", "12.0 MiB"
+
+// "K=V" pairs from repeated flags (`flag` names them in the message) into a JSON object; an
+// item without '=' is InvalidArgument USAGE.
+Result<json::object> Pairs(const std::vector<std::string>& items, const char* flag);
+
+// POSTs a command to `target` + "/exec" ("/v1/sandboxes/sbx_…" or "/v1/apps/NAME") and
+// streams its output to ours (with --json: prints the result instead). `words`: one word is a
+// shell line, several an argv. Answers the command's exit code, or ours when the call failed.
+int ExecCommand(const Output& out, const std::string& target, const std::vector<std::string>& words,
+                const std::string& cwd, const std::vector<std::string>& env_pairs,
+                int64_t timeout_ms);
+
+// ---- pack.cc: the source archive of `kiln deploy DIR` ----
+
+// The rules of a tree's ignore files, with git's meaning: blank lines and `#` comments are
+// skipped, `!` re-includes, a trailing `/` matches directories only, a pattern with a `/`
+// before its end is anchored to the ignore file's directory (else it matches a name at any
+// depth below it), `*` and `?` stay within one path segment, `**` spans directories. Rules
+// added later win over earlier ones, so add a directory's files before its children's, and
+// .gitignore before .kilnignore. Not thread-safe to Add while reading.
+class IgnoreRules {
+ public:
+  // The rules of one ignore file in directory `base` ("" for the root, else "a/b").
+  void Add(const std::string& base, std::string_view text);
+  // Whether `path` ("a/b/c", relative to the root) is left out by a rule. Like git, a path
+  // under an ignored directory is not asked about: the walk does not go there.
+  bool Ignored(std::string_view path, bool is_dir) const;
+
+ private:
+  struct Rule {
+    std::vector<std::string> base;      // the ignore file's directory, split
+    std::vector<std::string> segments;  // the pattern, split at '/'; "**" first if unanchored
+    bool negate = false;
+    bool dir_only = false;
+  };
+  std::vector<Rule> rules_;
+};
+
+struct PackOptions {
+  int64_t max_bytes = int64_t{100} << 20;  // most bytes of regular files packed
+};
+struct Pack {
+  std::string archive;                // tar.gz, entries relative to the directory
+  int64_t files = 0;                  // regular files in it
+  int64_t bytes = 0;                  // their size before compression
+  std::vector<std::string> warnings;  // what was left out besides ignored paths, and why
+};
+// Packs `dir`: regular files, directories and links that stay inside it, with permission
+// bits (no setuid/setgid/sticky) and modification times, in name order. Always leaves out
+// .git, and whatever each directory's .gitignore and then .kilnignore name for the paths
+// below it. Links pointing outside `dir` and special files are left out with a warning.
+// Errors (InvalidArgument): SOURCE_NOT_FOUND (not a directory), SOURCE_EMPTY (no file
+// left), SOURCE_TOO_LARGE (more than max_bytes; the hint names the largest top-level
+// entries), SOURCE_UNREADABLE (a file or directory that cannot be read).
+Result<Pack> PackDirectory(const std::string& dir, const PackOptions& options = {});
+// An app name from a directory's base name: lower case, runs of other characters as one
+// '-', at most 40 characters, starting with a letter ("My App_2" -> "my-app-2"; "2048" ->
+// "app-2048"); "app" when nothing is left.
+std::string AppNameFromDir(const std::string& dir);
 
 }  // namespace kiln::cli

@@ -13,11 +13,9 @@
 #include "cli/internal.h"
 
 namespace kiln::cli {
-namespace {
 
 using namespace std::chrono_literals;
 
-// "K=V" pairs from repeated flags into a JSON object; a pair without '=' is a usage error.
 Result<json::object> Pairs(const std::vector<std::string>& items, const char* flag) {
   json::object out;
   for (const auto& item : items) {
@@ -32,37 +30,9 @@ Result<json::object> Pairs(const std::vector<std::string>& items, const char* fl
   return out;
 }
 
-std::vector<std::string> SandboxRow(const json::value& v) {
-  const json::object& o = v.as_object();
-  return {Str(o.at("id")),        Str(o.at("template")),
-          Str(o.at("status")),    Str(o.at("resources").at("memoryMb")) + " MiB",
-          Str(o.at("startedAt")), Str(o.at("expiresAt"))};
-}
-
-const std::vector<std::string> kSandboxHeader = {"ID",     "TEMPLATE", "STATUS",
-                                                 "MEMORY", "STARTED",  "EXPIRES"};
-
-void PrintSandbox(const json::value& v) {
-  const json::object& o = v.as_object();
-  for (const char* k : {"id", "template", "status", "network", "startedAt", "expiresAt"}) {
-    std::printf("%-10s %s\n", k, Str(o.at(k)).c_str());
-  }
-  const json::object& r = o.at("resources").as_object();
-  std::printf("%-10s %s MiB, %s CPU, %s processes\n", "limits", Str(r.at("memoryMb")).c_str(),
-              Str(r.at("cpus")).c_str(), Str(r.at("pids")).c_str());
-  if (auto it = o.find("usage"); it != o.end()) {
-    const json::object& u = it->value().as_object();
-    std::printf("%-10s %s bytes, %s processes\n", "usage", Str(u.at("memoryBytes")).c_str(),
-                Str(u.at("processes")).c_str());
-  }
-  if (auto it = o.find("metadata"); it != o.end() && !it->value().as_object().empty()) {
-    std::printf("%-10s %s\n", "metadata", json::serialize(it->value()).c_str());
-  }
-}
-
-// Runs a command and streams its output to ours; answers the command's exit code.
-int Exec(const Output& out, const std::string& id, const std::vector<std::string>& words,
-         const std::string& cwd, const std::vector<std::string>& env_pairs, int64_t timeout_ms) {
+int ExecCommand(const Output& out, const std::string& target, const std::vector<std::string>& words,
+                const std::string& cwd, const std::vector<std::string>& env_pairs,
+                int64_t timeout_ms) {
   json::object body;
   if (words.size() == 1) {
     body["command"] = words[0];  // one word: a shell command line ("ls -la | wc -l")
@@ -93,7 +63,7 @@ int Exec(const Output& out, const std::string& id, const std::vector<std::string
   }
   ApiCall call;
   call.method = "POST";
-  call.path = "/v1/sandboxes/" + http::PercentEncode(id) + "/exec";
+  call.path = target + "/exec";
   call.body = json::serialize(body);
   call.timeout = std::chrono::milliseconds(timeout_ms) + 30s;
   if (out.json) {
@@ -123,7 +93,7 @@ int Exec(const Output& out, const std::string& id, const std::vector<std::string
                      static_cast<long long>(timeout_ms));
       }
       if (GetString(o, "killedBy") == "oom") {
-        std::fprintf(stderr, "kiln: the command was killed at the sandbox's memory limit\n");
+        std::fprintf(stderr, "kiln: the command was killed at its memory limit\n");
       }
     } else if (event == "error") {
       const json::object& e = data.as_object().at("error").as_object();
@@ -138,6 +108,36 @@ int Exec(const Output& out, const std::string& id, const std::vector<std::string
     return ReportError(out, res.status());
   }
   return exit_code;
+}
+
+namespace {
+
+std::vector<std::string> SandboxRow(const json::value& v) {
+  const json::object& o = v.as_object();
+  return {Str(o.at("id")),        Str(o.at("template")),
+          Str(o.at("status")),    Str(o.at("resources").at("memoryMb")) + " MiB",
+          Str(o.at("startedAt")), Str(o.at("expiresAt"))};
+}
+
+const std::vector<std::string> kSandboxHeader = {"ID",     "TEMPLATE", "STATUS",
+                                                 "MEMORY", "STARTED",  "EXPIRES"};
+
+void PrintSandbox(const json::value& v) {
+  const json::object& o = v.as_object();
+  for (const char* k : {"id", "template", "status", "network", "startedAt", "expiresAt"}) {
+    std::printf("%-10s %s\n", k, Str(o.at(k)).c_str());
+  }
+  const json::object& r = o.at("resources").as_object();
+  std::printf("%-10s %s MiB, %s CPU, %s processes\n", "limits", Str(r.at("memoryMb")).c_str(),
+              Str(r.at("cpus")).c_str(), Str(r.at("pids")).c_str());
+  if (auto it = o.find("usage"); it != o.end()) {
+    const json::object& u = it->value().as_object();
+    std::printf("%-10s %s bytes, %s processes\n", "usage", Str(u.at("memoryBytes")).c_str(),
+                Str(u.at("processes")).c_str());
+  }
+  if (auto it = o.find("metadata"); it != o.end() && !it->value().as_object().empty()) {
+    std::printf("%-10s %s\n", "metadata", json::serialize(it->value()).c_str());
+  }
 }
 
 }  // namespace
@@ -231,8 +231,8 @@ void AddSandboxCommands(CLI::App& app, const bool& json_flag, int& code) {
   exec->add_option("--cwd", st->cwd, "working directory");
   exec->add_option("--env", st->env, "KEY=VALUE (repeatable)");
   exec->add_option("--timeout-ms", st->exec_timeout, "kill it after this long (default 60000)");
-  exec->callback([st, &code, out] {
-    code = Exec(out(), st->id, st->words, st->cwd, st->env, st->exec_timeout);
+  exec->callback([st, &code, out, path_of] {
+    code = ExecCommand(out(), path_of(st->id), st->words, st->cwd, st->env, st->exec_timeout);
   });
 
   for (auto [name, what, method, suffix] :
