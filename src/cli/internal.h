@@ -123,8 +123,9 @@ struct Pack {
   int64_t bytes = 0;                  // their size before compression
   std::vector<std::string> warnings;  // what was left out besides ignored paths, and why
 };
-// Packs `dir`: regular files, directories and links that stay inside it, with permission
-// bits (no setuid/setgid/sticky) and modification times, in name order. Always leaves out
+// Packs `dir`: "./" for the directory itself, then its regular files, directories and links
+// that stay inside it, with permission bits (no setuid/setgid/sticky) and modification
+// times, in name order. Always leaves out
 // .git, and whatever each directory's .gitignore and then .kilnignore name for the paths
 // below it. Links pointing outside `dir` and special files are left out with a warning.
 // Errors (InvalidArgument): SOURCE_NOT_FOUND (not a directory), SOURCE_EMPTY (no file

@@ -326,6 +326,19 @@ Result<Pack> PackDirectory(const std::string& dir, const PackOptions& options) {
   }
   std::unique_ptr<struct archive_entry, decltype(&archive_entry_free)> entry(archive_entry_new(),
                                                                              &archive_entry_free);
+  // The root first, as "./" (as `tar -C DIR .` writes it): the server takes an archive whose
+  // entries all sit under one directory for a GitHub-style tarball and unwraps that
+  // directory, which must not happen to an app that has only, say, public/.
+  struct stat root_st {};
+  PackEntry root;
+  root.rel = "./";
+  root.type = S_IFDIR;
+  root.perm = 0755;
+  if (::stat(dir.c_str(), &root_st) == 0) {
+    root.perm = root_st.st_mode & 0777;
+    root.mtime = root_st.st_mtim;
+  }
+  entries.insert(entries.begin(), root);
   for (const PackEntry& e : entries) {
     archive_entry_clear(entry.get());
     archive_entry_set_pathname(entry.get(), e.rel.c_str());
