@@ -38,7 +38,7 @@ constexpr int64_t kGiB = 1024 * kMiB;
 constexpr int kHourMs = 3600 * 1000;
 constexpr int kDaySeconds = 86400;
 
-const std::array<KeySpec, 49> kKeys = {{
+const std::array<KeySpec, 48> kKeys = {{
     {"server", "listen", [](Config& c) -> FieldPtr { return &c.server.listen; }},
     {"server", "data_dir", [](Config& c) -> FieldPtr { return &c.server.data_dir; }},
     {"server", "threads", [](Config& c) -> FieldPtr { return &c.server.threads; }, 0, 256, false,
@@ -124,9 +124,8 @@ const std::array<KeySpec, 49> kKeys = {{
      false, "seconds"},
     {"apps", "upload_max_bytes", [](Config& c) -> FieldPtr { return &c.apps.upload_max_bytes; },
      1024, 64 * kGiB, false, "bytes"},
-    {"apps", "unpacked_max_bytes",
-     [](Config& c) -> FieldPtr { return &c.apps.unpacked_max_bytes; }, 1024, 1024 * kGiB, false,
-     "bytes"},
+    {"apps", "unpacked_max_bytes", [](Config& c) -> FieldPtr { return &c.apps.unpacked_max_bytes; },
+     1024, 1024 * kGiB, false, "bytes"},
     {"apps", "unpacked_max_entries",
      [](Config& c) -> FieldPtr { return &c.apps.unpacked_max_entries; }, 1, 100'000'000, false,
      "entries"},
@@ -140,8 +139,8 @@ const std::array<KeySpec, 49> kKeys = {{
     {"log", "access_log", [](Config& c) -> FieldPtr { return &c.log.access_log; }},
 }};
 
-constexpr std::array<std::string_view, 8> kSections = {
-    "server", "limits", "auth", "runtime", "sandboxes", "apps", "gateway", "log"};
+constexpr std::array<std::string_view, 8> kSections = {"server",    "limits", "auth",    "runtime",
+                                                       "sandboxes", "apps",   "gateway", "log"};
 
 Status Invalid(std::string message, std::string hint) {
   return Status::InvalidArgument("CONFIG_INVALID", std::move(message), std::move(hint));

@@ -234,6 +234,7 @@ int Run(const Config& config) {
     return Fail(server.status());
   }
 
+  service.SetListenPort((*server)->port());
   auto start_ms = clock.NowMs();
   metrics.Gauge("kiln_uptime_seconds", "seconds since the server started",
                 [&clock, start_ms] { return (clock.NowMs() - start_ms) / 1000.0; });

@@ -96,7 +96,7 @@ asio::awaitable<void> ReadStreamed(Exchange* x, beast::tcp_stream& stream,
   while (!parser.is_done()) {
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof(chunk);
-    auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kAsTuple);
+    auto [ec, n] = co_await bhttp::async_read_some(stream, buffer, parser, kAsTuple);
     (void)n;
     if (ec && ec != bhttp::error::need_buffer) {
       x->result = Failed(*x, "the stream from", ec);

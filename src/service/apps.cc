@@ -89,6 +89,9 @@ std::string AppManager::Url(const store::App& app) const {
   std::string host, port_text;
   uint16_t port = 0;
   (void)SplitHostPort(deps_.config.server.listen, &host, &port);
+  if (listen_port_ != 0) {
+    port = listen_port_;
+  }
   std::string url = "http://" + app.name + "." + deps_.config.gateway.base_domain;
   if (port != 80 && port != 0) {
     url += ":" + std::to_string(port);
@@ -634,9 +637,13 @@ Result<AppManager::Launched> AppManager::Launch(
   spec.resources.cpus = static_cast<double>(app.millicpus) / 1000.0;
   spec.resources.pids = deps_.config.sandboxes.pids;
   spec.env = std::move(env);
-  std::string script = plan.pre_start.empty()
-                           ? "exec " + plan.start
-                           : "set -e\n" + plan.pre_start + "\nexec " + plan.start;
+  // A plain command is exec'd so that the app is the process kiln-init watches; a shell line
+  // with its own sequencing (a; b, a && b) runs as written.
+  bool plain =
+      plan.start.find_first_of(";&|\n") == std::string::npos && !plan.start.starts_with("exec ");
+  std::string start = plain ? "exec " + plan.start : plan.start;
+  std::string script =
+      plan.pre_start.empty() ? start : "set -e\n" + plan.pre_start + "\nset +e\n" + start;
   spec.main = {"/bin/sh", "-c", script};
   spec.mounts.push_back({ReleaseDir(app.id, release.id), "/app", true});
   spec.mounts.push_back({volume, "/data", false});

@@ -129,6 +129,7 @@ class AppManager {
   std::shared_ptr<const AppRoute> FindRoute(std::string_view name) const;
   Status WakeById(const std::string& app_id);
   void Touch(const std::string& app_id);
+  void SetListenPort(uint16_t port) { listen_port_ = port; }
   // Called by env operations after a change: masking follows the new secret values.
   void RefreshSecrets(const std::string& app_id);
 
@@ -179,7 +180,9 @@ class AppManager {
                  const std::string& app_id);
 
   const Deps& deps_;
-  std::string examples_dir_;  // starters (apps.examples_dir, resolved at Start)
+  std::string examples_dir_;
+  std::atomic<uint16_t> listen_port_{
+      0};  // 0: the port in server.listen  // starters (apps.examples_dir, resolved at Start)
   std::array<std::mutex, 64> locks_;
   mutable std::mutex routes_mu_;
   std::map<std::string, std::shared_ptr<const AppRoute>, std::less<>> routes_;  // by app name

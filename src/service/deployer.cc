@@ -443,8 +443,15 @@ void AppManager::RunDeployment(std::shared_ptr<Task> task) {
           return finish_failed(started.status());
         }
         instance = started->id;
-        std::lock_guard lock(task->mu);
-        task->build_instance = instance;
+        {
+          std::lock_guard lock(task->mu);
+          task->build_instance = instance;
+        }
+        // Cancel reads build_instance after setting the flag: one of us sees the other.
+        if (task->cancelled.load()) {
+          (void)deps_.runtime->Remove(instance);
+          return finish_failed(check_cancel());
+        }
       }
       log("$ " + command);
       auto client = deps_.runtime->Client(instance);

@@ -51,6 +51,8 @@ Status Service::WakeApp(const std::string& app_id) { return apps_->WakeById(app_
 
 void Service::TouchApp(const std::string& app_id) { apps_->Touch(app_id); }
 
+void Service::SetListenPort(uint16_t port) { apps_->SetListenPort(port); }
+
 size_t Service::PooledSandboxes() const { return sandboxes_->pooled(); }
 
 const Operation* Service::Find(std::string_view name) const {

@@ -117,6 +117,8 @@ class Service {
   Status WakeApp(const std::string& app_id);
   // Marks a request to the app (for sleep after inactivity).
   void TouchApp(const std::string& app_id);
+  // The port the listener got (apps' URLs name it; the config may say port 0).
+  void SetListenPort(uint16_t port);
 
   const std::vector<Operation>& operations() const { return operations_; }
   const Operation* Find(std::string_view name) const;
