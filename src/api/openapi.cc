@@ -125,6 +125,11 @@ json::object OperationObject(const service::Operation& op) {
                                   json::object{{"schema", json::object{{"type", "string"},
                                                                        {"format", "binary"}}}}}}}};
   } else if (body_method) {
+    if (!op.rest_multipart.empty()) {
+      // The raw multipart fields are how REST carries an upload, not JSON fields.
+      props.erase(op.rest_multipart);
+      props.erase(op.rest_multipart + "Type");
+    }
     json::object body_schema = op.input;
     body_schema["properties"] = props;
     json::array req_array;
@@ -139,6 +144,21 @@ json::object OperationObject(const service::Operation& op) {
     o["requestBody"] = json::object{
         {"required", !required.empty()},
         {"content", json::object{{"application/json", json::object{{"schema", body_schema}}}}}};
+    if (!op.rest_multipart.empty()) {
+      json::object form{
+          {"type", "object"},
+          {"required", json::array{"source"}},
+          {"properties",
+           json::object{{"source", json::object{{"type", "string"},
+                                                {"format", "binary"},
+                                                {"description", "a .tar.gz of the app's folder"}}},
+                        {"config", json::object{{"type", "object"},
+                                                {"description",
+                                                 "the same settings as the JSON body, "
+                                                 "without source"}}}}}};
+      o["requestBody"].as_object()["content"].as_object()["multipart/form-data"] =
+          json::object{{"schema", std::move(form)}};
+    }
   }
   json::object responses;
   json::object success = Response(op.summary, Envelope(op));

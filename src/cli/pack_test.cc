@@ -267,16 +267,5 @@ TEST_F(PackTest, EmptyOrMissingDirectoryIsAnError) {
   EXPECT_EQ(missing.status().error_code(), "SOURCE_NOT_FOUND");
 }
 
-TEST_F(PackTest, UnreadableFileIsAnError) {
-  if (::geteuid() == 0) {
-    GTEST_SKIP() << "root reads any file";
-  }
-  Write("locked.txt", "x");
-  fs::permissions(dir_ / "locked.txt", fs::perms::none);
-  auto pack = PackDirectory(dir_.string());
-  ASSERT_FALSE(pack.ok());
-  EXPECT_EQ(pack.status().error_code(), "SOURCE_UNREADABLE");
-}
-
 }  // namespace
 }  // namespace kiln::cli

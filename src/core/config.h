@@ -70,7 +70,7 @@ struct Config {
     int64_t upload_max_bytes = 100 << 20;  // source archives and tarball URLs
     int64_t unpacked_max_bytes = int64_t{1} << 30;  // a source archive, unpacked
     int unpacked_max_entries = 100'000;             // files and directories in one
-    int64_t log_max_bytes = 8 << 20;  // runtime log kept per instance before rotating
+    int64_t log_max_bytes = 8 << 20;                // runtime log kept per instance before rotating
   } apps;
 
   struct Gateway {

@@ -16,8 +16,8 @@
 
 #include "store/migrations.h"
 #include "store/sqlite_access.h"
-#include "store/sqlite_db.h"
 #include "store/sqlite_apps.h"
+#include "store/sqlite_db.h"
 #include "store/sqlite_sandboxes.h"
 #include "store/store.h"
 
@@ -552,8 +552,7 @@ class SqliteStore final : public Store {
                 const Event& event) override {
     return apps::SetEnv(db_, app_id, vars, event);
   }
-  Status DeleteEnv(const std::string& app_id, const std::string& key,
-                   const Event& event) override {
+  Status DeleteEnv(const std::string& app_id, const std::string& key, const Event& event) override {
     return apps::DeleteEnv(db_, app_id, key, event);
   }
 
