@@ -899,8 +899,10 @@ void AddEnvGroup(CLI::App& app, const std::shared_ptr<State>& st,
   list->callback([st, out, &code] {
     code = Run(
         out(), CallApi(LoadProfile(), "GET", AppPath(st->app) + "/env"), [&](const json::value& v) {
+          // The server answers {"vars": [...]}; a bare array is taken too.
+          const json::value& vars = At(v, "vars");
           std::vector<std::vector<std::string>> rows;
-          for (const auto& e : Items(v)) {
+          for (const auto& e : Items(vars.is_array() ? vars : v)) {
             bool secret = At(e, "secret").is_bool() && At(e, "secret").as_bool();
             bool build = At(e, "build").is_bool() && At(e, "build").as_bool();
             rows.push_back(
