@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "core/crypto.h"
@@ -169,6 +170,12 @@ Result<store::App> AppManager::Get(const std::string& workspace_id, const std::s
 
 Status AppManager::Delete(const auth::Principal& principal, const store::App& app, bool purge) {
   std::shared_ptr<const AppRoute> old;
+  std::vector<std::string> dep_ids;  // their log files go with the records
+  if (auto deps = deps_.store.ListDeployments(app.id, {0, 100000}); deps.ok()) {
+    for (const store::Deployment& d : *deps) {
+      dep_ids.push_back(d.id);
+    }
+  }
   {
     std::lock_guard lock(LockFor(app.id));
     // A deployment in flight is cancelled first: its build must not outlive the app.
@@ -187,6 +194,9 @@ Status AppManager::Delete(const auth::Principal& principal, const store::App& ap
   }
   std::error_code ec;
   fs::remove_all(deps_.config.server.data_dir + "/releases/" + app.id, ec);
+  for (const std::string& dep_id : dep_ids) {
+    fs::remove(DeployLogFile(dep_id), ec);
+  }
   UnmountVolume(app, purge);
   {
     std::lock_guard lock(secrets_mu_);
@@ -639,8 +649,11 @@ Result<AppManager::Launched> AppManager::Launch(
   spec.env = std::move(env);
   // A plain command is exec'd so that the app is the process kiln-init watches; a shell line
   // with its own sequencing (a; b, a && b) runs as written.
-  bool plain =
-      plan.start.find_first_of(";&|\n") == std::string::npos && !plan.start.starts_with("exec ");
+  std::string first = plan.start.substr(0, plan.start.find_first_of(" \t"));
+  static const std::set<std::string> kBuiltins = {
+      "exit",  "cd", "export", ".",     "source", "set", "eval", "exec",
+      "unset", "if", "for",    "while", "case",   "{",   "(",    "trap"};
+  bool plain = plan.start.find_first_of(";&|\n") == std::string::npos && !kBuiltins.contains(first);
   std::string start = plain ? "exec " + plan.start : plan.start;
   std::string script =
       plan.pre_start.empty() ? start : "set -e\n" + plan.pre_start + "\nset +e\n" + start;

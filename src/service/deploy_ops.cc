@@ -284,6 +284,13 @@ Operation LogsOp(AppManager& m) {
       auto lines = m.DeployLog(dep.id, seen);
       seen += lines.size();
       for (const auto& l : lines) {
+        // A step is announced before its first line, even when this poll also saw it end.
+        if (step_status[l.step].empty()) {
+          step_status[l.step] = "running";
+          if (!ctx.emit("step", json::object{{"name", l.step}, {"status", "running"}})) {
+            return m.DeploymentJson(dep);
+          }
+        }
         if (!ctx.emit("log", line_json(l))) {
           return m.DeploymentJson(dep);
         }
