@@ -32,6 +32,7 @@ unit integration e2e: build
 bench: build
 	bench/api/run.sh $(BUILD)/kiln
 	BUILD=$(BUILD) bench/sandbox/run.sh
+	BUILD=$(BUILD) bench/deploy/run.sh
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'bench/*.cc')
