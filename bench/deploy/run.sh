@@ -225,7 +225,28 @@ bench_pid=$!
 wait "$bench_pid" || rc=$?
 bench_pid=""
 if ((rc == 0 || rc == 2)); then
-  echo "machine before the start: $busy_before cores busy"
+  # Again after the run (the apps idle): another build or test that started meanwhile shows here.
+  b0=$(busy_ticks)
+  sleep 1
+  busy_after=$(awk -v a="$b0" -v b="$(busy_ticks)" -v hz="$CLK_TCK" \
+    'BEGIN { printf "%.2f", (b - a) / hz }')
+  read -r load1 _ </proc/loadavg
+  echo "machine: $busy_before cores busy before the start, $busy_after after the run" \
+    "(load average $load1 at the end)"
+  if awk -v b="$busy_after" 'BEGIN { exit !(b > 0.25) }'; then
+    note "warning: the machine was busy after the run; something else ran beside it"
+  fi
+  python3 - "$RESULTS" "$busy_after" "$load1" <<'PYEOF'
+import json, sys
+path, busy, load = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+with open(path) as f:
+    doc = json.load(f)
+doc.setdefault("machine", {}).update(busy_cores_after_run=busy, loadavg_1m_at_end=load)
+with open(path + ".tmp", "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
+PYEOF
+  mv "$RESULTS.tmp" "$RESULTS"
   echo "results: ${RESULTS#"$ROOT"/}"
 fi
 if grep -qi '"level":"error"\|crit' "$tmp/kiln.log" 2>/dev/null; then
