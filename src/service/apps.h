@@ -63,6 +63,14 @@ struct AppLogLine {
   std::string text;
 };
 
+// Module-private helpers shared by the apps files.
+// A record of kiln-init's main log ("<unix_ms> <o|e|x> text"): its time, or -1 when malformed.
+int64_t ParseLogRecord(std::string_view line, std::string_view* rest, char* stream);
+// Whether the instance's main process has exited (kiln-init wrote its `x` record), and how.
+bool MainExited(const std::string& log_dir, std::string* how);
+// A deployment's `error` JSON: {step, code, message, hint}.
+std::string DeployErrorJson(const std::string& step, const Status& s);
+
 class AppManager {
  public:
   explicit AppManager(const Deps& deps);
@@ -162,6 +170,17 @@ class AppManager {
   Result<Launched> Launch(const store::App& app, const store::Release& release,
                           const std::atomic<bool>* cancelled,
                           const std::function<void(const std::string&)>& log);
+  // Makes `launched` (running `release_id`) what serves `app`, read fresh under its lock (the
+  // caller holds LockFor): the route switches first, then `record` stores the app (and the
+  // deployment that went live) with its event, so nobody reads "live" before requests reach
+  // the new instance. Answers the route replaced, for Retire. When `record` fails the previous
+  // route is put back and the new instance removed.
+  Result<std::shared_ptr<const AppRoute>> GoLive(
+      store::App app, const Launched& launched, const std::string& release_id,
+      const std::function<Status(const store::App&)>& record);
+  // Freezes (asleep) or thaws an app's instance; its route follows.
+  Result<store::App> SetAsleep(const auth::Principal& principal, const std::string& app_ref,
+                               bool asleep);
   // Points the app's route at `launched` (nullptr: no route) and returns the route it replaced.
   std::shared_ptr<const AppRoute> SetRoute(const store::App& app, const Launched* launched,
                                            bool sleeping);

@@ -1,6 +1,6 @@
 // Deployments (apps.h): source → detect → install → build → release → start → switch, the
-// rollback path, cancellation, the deployment log, and the background work (reconcile after a
-// restart, the monitor that restarts exited apps and puts idle ones to sleep).
+// rollback path, cancellation, the deployment log, and starting and stopping the background
+// work (app_monitor.cc).
 #include <unistd.h>
 
 #include <filesystem>
@@ -25,7 +25,6 @@ struct AppManager::Task {
   std::string actor;
   std::atomic<bool> cancelled{false};
   std::string build_instance;  // guarded by mu: removed on cancel
-  bool done = false;           // guarded by mu
 };
 
 namespace {
@@ -47,12 +46,16 @@ json::object* StepOf(json::array& steps, const std::string& name) {
   return nullptr;
 }
 
-std::string ErrorJson(const std::string& step, const Status& s) {
+}  // namespace
+
+std::string DeployErrorJson(const std::string& step, const Status& s) {
   return ToJson(json::object{{"step", step},
                              {"code", s.error_code()},
                              {"message", ValidUtf8(s.message())},
                              {"hint", ValidUtf8(s.hint())}});
 }
+
+namespace {
 
 // Splits a command's output into lines for the log; a partial line waits for its end.
 class LineSplitter {
@@ -267,6 +270,7 @@ void AppManager::RunDeployment(std::shared_ptr<Task> task) {
     std::lock_guard wake(log_mu_);
     ++log_generation_;
     log_cv_.notify_all();
+    return s;
   };
   auto step_started = std::chrono::steady_clock::now();
   auto begin = [&](const std::string& name) {
@@ -310,7 +314,7 @@ void AppManager::RunDeployment(std::shared_ptr<Task> task) {
       }
       dep.status = cancelled ? "cancelled" : "failed";
       if (!cancelled) {
-        dep.error = ErrorJson(current_step, why);
+        dep.error = DeployErrorJson(current_step, why);
       }
       dep.finished_ms = deps_.clock.NowMs();
     }
@@ -563,31 +567,24 @@ void AppManager::RunDeployment(std::shared_ptr<Task> task) {
       (void)deps_.runtime->Remove(launched->instance_id);
       return finish_failed(app.ok() ? check_cancel() : app.status());
     }
-    std::string previous_instance = app->instance_id;
-    app->release_id = release.id;
-    app->instance_id = launched->instance_id;
-    app->status = "running";
-    app->updated_ms = deps_.clock.NowMs();
-    end("ok");
-    {
-      std::lock_guard lock(task->mu);
-      dep.status = "live";
-      dep.finished_ms = deps_.clock.NowMs();
+    auto replaced = GoLive(*app, *launched, release.id, [&](const store::App& live) {
+      end("ok");
+      {
+        std::lock_guard lock(task->mu);
+        dep.status = "live";
+        dep.finished_ms = deps_.clock.NowMs();
+      }
+      auto event = MakeEvent(deps_, dep.workspace_id, "deployment.live", task->actor, dep.id,
+                             {{"app", app_id}, {"release", release.id}});
+      return save(&live, &event);
+    });
+    if (!replaced.ok()) {
+      return finish_failed(replaced.status());
     }
-    auto event = MakeEvent(deps_, dep.workspace_id, "deployment.live", task->actor, dep.id,
-                           {{"app", app_id}, {"release", release.id}});
-    save(&*app, &event);
-    old = SetRoute(*app, &*launched, false);
-    if (!old && !previous_instance.empty()) {
-      (void)deps_.runtime->Remove(previous_instance);  // asleep or crashed: no route to drain
-    }
-    Touch(app_id);
+    old = *replaced;
     log("live at " + Url(*app));
-    CollectReleases(*app);
   }
   Retire(old);
-  std::lock_guard lock(task->mu);
-  task->done = true;
 }
 
 // ---- Cancel, rollback ----
@@ -720,7 +717,7 @@ Result<store::Deployment> AppManager::Rollback(const auth::Principal& principal,
     (*StepOf(task->steps, "switch"))["status"] = "skipped";
     dep.steps = ToJson(task->steps);
     dep.status = cancelled ? "cancelled" : "failed";
-    dep.error = cancelled ? "" : ErrorJson("start", launched.status());
+    dep.error = cancelled ? "" : DeployErrorJson("start", launched.status());
     dep.finished_ms = deps_.clock.NowMs();
     auto event = MakeEvent(deps_, dep.workspace_id, "deployment.failed", principal.key_id, dep.id,
                            {{"app", app.id}, {"step", "start"}});
@@ -733,28 +730,27 @@ Result<store::Deployment> AppManager::Rollback(const auth::Principal& principal,
   std::shared_ptr<const AppRoute> old;
   {
     std::lock_guard app_lock(LockFor(app.id));
-    KILN_ASSIGN_OR_RETURN(store::App current, deps_.store.GetApp(app.workspace_id, app.id));
-    std::string previous_instance = current.instance_id;
-    current.release_id = release.id;
-    current.instance_id = launched->instance_id;
-    current.status = "running";
-    current.updated_ms = deps_.clock.NowMs();
-    record_step("switch", "ok", nullptr);
-    dep.status = "live";
-    dep.finished_ms = deps_.clock.NowMs();
-    auto event = MakeEvent(deps_, dep.workspace_id, "deployment.live", principal.key_id, dep.id,
-                           {{"app", app.id}, {"release", release.id}, {"rollback", true}});
-    Status saved = deps_.store.UpdateDeployment(dep, &current, &event);
-    if (!saved.ok()) {
+    auto current = deps_.store.GetApp(app.workspace_id, app.id);
+    if (!current.ok()) {
       (void)deps_.runtime->Remove(launched->instance_id);
       untrack();
-      return saved;
+      return current.status();
     }
-    old = SetRoute(current, &*launched, false);
-    if (!old && !previous_instance.empty()) {
-      (void)deps_.runtime->Remove(previous_instance);
+    auto record = [&](const store::App& live) {
+      record_step("switch", "ok", nullptr);
+      dep.status = "live";
+      dep.finished_ms = deps_.clock.NowMs();
+      auto event = MakeEvent(deps_, dep.workspace_id, "deployment.live", principal.key_id, dep.id,
+                             {{"app", app.id}, {"release", release.id}, {"rollback", true}});
+      return deps_.store.UpdateDeployment(dep, &live, &event);
+    };
+    auto replaced = GoLive(*current, *launched, release.id, record);
+    if (!replaced.ok()) {
+      untrack();
+      return replaced.status();
     }
-    AppendLog(dep.id, "switch", "live at " + Url(current), app.id);
+    old = *replaced;
+    AppendLog(dep.id, "switch", "live at " + Url(app), app.id);
   }
   untrack();
   if (old) {
@@ -819,202 +815,6 @@ void AppManager::Stop() {
     }
   }
   builds_.reset();
-}
-
-namespace {
-int64_t PortOf(store::Store& store, const store::App& app) {
-  auto release = store.GetRelease(app.id, app.release_id);
-  if (release.ok()) {
-    auto plan = ParseJson(release->plan);
-    if (plan.ok() && plan->is_object()) {
-      int64_t port = GetInt(plan->as_object(), "port", 0);
-      if (port > 0) {
-        return port;
-      }
-    }
-  }
-  return app.port;
-}
-}  // namespace
-
-void AppManager::Reconcile() {
-  // Deployments a crash interrupted: never left stuck.
-  auto active = deps_.store.ListActiveDeployments();
-  int failed = 0;
-  if (active.ok()) {
-    for (store::Deployment& d : *active) {
-      auto steps = ParseJson(d.steps);
-      std::string at = "source";
-      if (steps.ok() && steps->is_array()) {
-        for (auto& s : steps->as_array()) {
-          auto& o = s.as_object();
-          if (GetString(o, "status") == "running") {
-            at = GetString(o, "name");
-            o["status"] = "failed";
-          } else if (GetString(o, "status") == "pending") {
-            o["status"] = "skipped";
-          }
-        }
-        d.steps = ToJson(*steps);
-      }
-      d.status = "failed";
-      d.finished_ms = deps_.clock.NowMs();
-      d.error = ErrorJson(
-          at, Status::Unavailable("SERVER_RESTARTED", "the server stopped during step " + at,
-                                  "deploy again; the app kept serving its "
-                                  "previous release"));
-      auto event = MakeEvent(deps_, d.workspace_id, "deployment.failed", "", d.id,
-                             {{"app", d.app_id}, {"step", at}, {"reason", "server restarted"}});
-      (void)deps_.store.UpdateDeployment(d, nullptr, &event);
-      AppendLog(d.id, at, "failed: the server stopped during this step; deploy again", d.app_id);
-      std::error_code ec;
-      fs::remove_all(BuildDir(d.id), ec);
-      ++failed;
-    }
-  }
-  std::map<std::string, runtime::InstanceInfo> instances;
-  for (runtime::InstanceInfo& info : deps_.runtime->List()) {
-    if (info.label.starts_with("app:") || info.label.starts_with("build:")) {
-      instances[info.id] = std::move(info);
-    }
-  }
-  auto apps = deps_.store.ListAllApps();
-  std::set<std::string> owned;
-  int attached = 0, restarted = 0;
-  std::vector<store::App> to_start;
-  if (apps.ok()) {
-    for (store::App& app : *apps) {
-      RefreshSecrets(app.id);
-      auto it = instances.find(app.instance_id);
-      if (!app.instance_id.empty() && it != instances.end() &&
-          it->second.state != runtime::InstanceState::kStopped) {
-        owned.insert(app.instance_id);
-        bool paused = it->second.state == runtime::InstanceState::kPaused;
-        Launched l{app.instance_id, PortOf(deps_.store, app)};
-        if (EnsureVolume(app).ok()) {
-          SetRoute(app, &l, paused);
-        }
-        std::string status = paused ? "sleeping" : "running";
-        if (app.status != status) {
-          app.status = status;
-          (void)deps_.store.UpdateApp(app, nullptr);
-        }
-        ++attached;
-      } else if (app.status == "running" || app.status == "sleeping" || app.status == "crashed") {
-        to_start.push_back(app);
-      }
-    }
-  }
-  for (const auto& [id, info] : instances) {
-    if (!owned.contains(id)) {
-      (void)deps_.runtime->Remove(id);
-    }
-  }
-  for (store::App& app : to_start) {
-    std::lock_guard lock(LockFor(app.id));
-    app.instance_id.clear();
-    auto r = Relaunch(nullptr, app, "app.started");
-    if (r.ok()) {
-      ++restarted;
-    } else {
-      log::Warn("cannot start an app again", {{"app", app.name}, {"error", r.status().ToString()}});
-      app.status = "crashed";
-      (void)deps_.store.UpdateApp(app, nullptr);
-    }
-  }
-  log::Info("apps reconciled",
-            {{"attached", attached}, {"restarted", restarted}, {"deployments_failed", failed}});
-}
-
-void AppManager::MonitorLoop() {
-  std::unique_lock lock(monitor_mu_);
-  while (!stopping_) {
-    monitor_cv_.wait_for(lock, 1s, [this] { return stopping_; });
-    if (stopping_) {
-      break;
-    }
-    lock.unlock();
-    std::vector<std::shared_ptr<const AppRoute>> routes;
-    {
-      std::lock_guard r(routes_mu_);
-      for (const auto& [name, route] : routes_) {
-        routes.push_back(route);
-      }
-    }
-    int64_t now = deps_.clock.NowMs();
-    for (const auto& route : routes) {
-      if (route->sleeping) {
-        continue;
-      }
-      auto app = deps_.store.GetApp(route->workspace_id, route->app_id);
-      if (!app.ok() || app->instance_id != route->instance_id) {
-        continue;  // deleted or switched meanwhile
-      }
-      std::string how;
-      std::string log_dir = deps_.runtime->LogDir(route->instance_id);
-      if (std::ifstream probe(log_dir + "/main.log"); probe) {
-        std::string tail;
-        probe.seekg(0, std::ios::end);
-        auto size = static_cast<int64_t>(probe.tellg());
-        probe.seekg(std::max<int64_t>(0, size - 512));
-        tail.assign(std::istreambuf_iterator<char>(probe), {});
-        size_t x = tail.rfind(" x ");
-        size_t last_nl = tail.rfind('\n', tail.size() >= 2 ? tail.size() - 2 : 0);
-        if (x != std::string::npos && (last_nl == std::string::npos || x > last_nl)) {
-          how = tail.substr(x + 3);
-        }
-      }
-      if (!how.empty()) {
-        std::vector<int64_t> recent;
-        {
-          std::lock_guard t(touch_mu_);
-          auto& list = recent_restarts_[app->id];
-          std::erase_if(list, [&](int64_t t0) { return now - t0 > 60'000; });
-          list.push_back(now);
-          recent = list;
-        }
-        std::lock_guard app_lock(LockFor(app->id));
-        auto current = deps_.store.GetApp(app->workspace_id, app->id);
-        if (!current.ok() || current->instance_id != route->instance_id) {
-          continue;
-        }
-        if (recent.size() > 5) {
-          log::Warn("app keeps exiting: marked crashed", {{"app", app->name}});
-          SetRoute(*current, nullptr, false);
-          (void)deps_.runtime->Remove(current->instance_id);
-          current->instance_id.clear();
-          current->status = "crashed";
-          auto event = MakeEvent(deps_, current->workspace_id, "app.crashed", "", current->id,
-                                 {{"exit", ValidUtf8(how)}});
-          (void)deps_.store.UpdateApp(*current, &event);
-          continue;
-        }
-        current->restarts += 1;
-        log::Info("app exited: starting it again",
-                  {{"app", app->name}, {"exit", how}, {"restarts", current->restarts}});
-        (void)Relaunch(nullptr, *current, "app.restarted_after_exit");
-        continue;
-      }
-      if (app->sleep_after_minutes > 0) {
-        int64_t last = 0;
-        {
-          std::lock_guard t(touch_mu_);
-          auto it = last_request_ms_.find(app->id);
-          if (it == last_request_ms_.end()) {
-            last_request_ms_[app->id] = now;  // idle time counts from when we first saw it
-            continue;
-          }
-          last = it->second;
-        }
-        if (now - last > app->sleep_after_minutes * 60'000) {
-          auth::Principal system;
-          system.workspace.id = app->workspace_id;
-          (void)Sleep(system, app->id);
-        }
-      }
-    }
-    lock.lock();
-  }
 }
 
 }  // namespace kiln::service
