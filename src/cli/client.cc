@@ -183,4 +183,12 @@ Result<json::value> CallApi(const Profile& profile, const std::string& method,
   return std::move(*parsed);
 }
 
+std::string AppPath(const std::string& app) { return "/v1/apps/" + http::PercentEncode(app); }
+
+Status StreamError(const json::value& event) {
+  const json::value& e = At(event, "error");
+  return Status::InvalidArgument(S(e, "code"), S(e, "message"),
+                                 e.is_object() ? GetString(e.as_object(), "hint") : "");
+}
+
 }  // namespace kiln::cli

@@ -23,8 +23,14 @@ namespace kiln::cli {
 // them.
 void AddSandboxCommands(CLI::App& app, const bool& json_flag, int& code);
 void AddTemplateCommands(CLI::App& app, const bool& json_flag, int& code);
-// apps, deploy, logs, exec, env, rollback, open, deployments.
+// apps, deploy, logs, exec, env, rollback, open, deployments, in that order for `kiln --help`;
+// deploy, rollback and deployments come from deploy_cli.cc.
 void AddAppCommands(CLI::App& app, const bool& json_flag, int& code);
+// deploy_cli.cc: `kiln deploy`, `kiln rollback` and `kiln deployments …`, each added where
+// AddAppCommands lists it.
+void AddDeployCommand(CLI::App& app, const bool& json_flag, int& code);
+void AddRollbackCommand(CLI::App& app, const bool& json_flag, int& code);
+void AddDeploymentsCommands(CLI::App& app, const bool& json_flag, int& code);
 
 enum ExitCode { kOk = 0, kApiError = 1, kUsage = 2, kUnreachable = 3 };
 
@@ -87,6 +93,36 @@ Result<json::object> Pairs(const std::vector<std::string>& items, const char* fl
 int ExecCommand(const Output& out, const std::string& target, const std::vector<std::string>& words,
                 const std::string& cwd, const std::vector<std::string>& env_pairs,
                 int64_t timeout_ms);
+
+// ---- shared by app_cli.cc and deploy_cli.cc ----
+
+// Long enough for any build, and for `kiln logs -f` to run until it is interrupted.
+inline constexpr std::chrono::milliseconds kFollowTimeout = std::chrono::hours(30 * 24);
+
+// Field reads that tolerate a missing key or a non-object (null), so a field the server
+// leaves out prints as "-" instead of failing the command.
+const json::value& At(const json::value& v, std::string_view key);
+std::string S(const json::value& v, std::string_view key);  // Str(At(v, key))
+double Num(const json::value& v);                           // 0 when not a number
+// 1 as "1", 0.5 as "0.5" (Str would print a double 1.0 as "1E0"); not a number as Str.
+std::string NumStr(const json::value& v);
+// "2026-11-24T04:31:04.123Z" as "2026-11-24 04:31:04" for tables.
+std::string ShortTime(std::string t);
+// The rows of a list answer (the list envelope) or of a bare array.
+const json::array& Items(const json::value& v);
+// An event's data, unwrapped should the server put it in the {"data": …} envelope.
+const json::value& Unwrap(const json::value& v);
+// The code, message and hint of a Server-Sent `error` event as a Status.
+Status StreamError(const json::value& event);
+// Prints `prefix` and `line` without its line ending, then flushes, so lines show as they come.
+void PrintLogLine(const std::string& prefix, std::string line);
+// Reports InvalidArgument USAGE with `message` and `hint`; answers kUsage.
+int UsageError(const Output& out, const std::string& message, const std::string& hint);
+std::string AppPath(const std::string& app);  // "/v1/apps/NAME", NAME percent-encoded
+
+// A deployment's build log (deploy_cli.cc): printed step by step, or with `follow`, followed
+// until the deployment ends; then answers 0 only when it went live.
+int DeploymentLogs(const Output& out, const std::string& id, bool follow);
 
 // ---- pack.cc: the source archive of `kiln deploy DIR` ----
 

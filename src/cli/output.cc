@@ -125,4 +125,68 @@ int Run(const Output& out, const Result<json::value>& result,
   return kOk;
 }
 
+const json::value& At(const json::value& v, std::string_view key) {
+  static const json::value kNull;
+  if (!v.is_object()) {
+    return kNull;
+  }
+  auto it = v.as_object().find(key);
+  return it == v.as_object().end() ? kNull : it->value();
+}
+std::string S(const json::value& v, std::string_view key) { return Str(At(v, key)); }
+
+double Num(const json::value& v) {
+  if (v.is_int64()) {
+    return static_cast<double>(v.get_int64());
+  }
+  if (v.is_uint64()) {
+    return static_cast<double>(v.get_uint64());
+  }
+  return v.is_double() ? v.get_double() : 0;
+}
+
+std::string NumStr(const json::value& v) {
+  if (!v.is_number()) {
+    return Str(v);
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", Num(v));
+  return buf;
+}
+
+std::string ShortTime(std::string t) {
+  if (t.size() >= 19 && t[10] == 'T') {
+    t[10] = ' ';
+    t.resize(19);
+  }
+  return t;
+}
+
+const json::array& Items(const json::value& v) {
+  static const json::array kEmpty;
+  if (v.is_array()) {
+    return v.as_array();
+  }
+  const json::value& d = At(v, "data");
+  return d.is_array() ? d.as_array() : kEmpty;
+}
+
+const json::value& Unwrap(const json::value& v) {
+  const json::value& d = At(v, "data");
+  return d.is_object() && !v.as_object().contains("id") ? d : v;
+}
+
+void PrintLogLine(const std::string& prefix, std::string line) {
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
+    line.pop_back();
+  }
+  std::printf("%s%s\n", prefix.c_str(), line.c_str());
+  std::fflush(stdout);
+}
+
+int UsageError(const Output& out, const std::string& message, const std::string& hint) {
+  ReportError(out, Status::InvalidArgument("USAGE", message, hint));
+  return kUsage;
+}
+
 }  // namespace kiln::cli
