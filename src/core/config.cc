@@ -38,7 +38,7 @@ constexpr int64_t kGiB = 1024 * kMiB;
 constexpr int kHourMs = 3600 * 1000;
 constexpr int kDaySeconds = 86400;
 
-const std::array<KeySpec, 48> kKeys = {{
+const std::array<KeySpec, 62> kKeys = {{
     {"server", "listen", [](Config& c) -> FieldPtr { return &c.server.listen; }},
     {"server", "data_dir", [](Config& c) -> FieldPtr { return &c.server.data_dir; }},
     {"server", "threads", [](Config& c) -> FieldPtr { return &c.server.threads; }, 0, 256, false,
@@ -134,9 +134,34 @@ const std::array<KeySpec, 48> kKeys = {{
     {"gateway", "base_domain", [](Config& c) -> FieldPtr { return &c.gateway.base_domain; }},
     {"gateway", "threads", [](Config& c) -> FieldPtr { return &c.gateway.threads; }, 1, 4096, false,
      "proxy workers"},
+    {"gateway", "connect_timeout_ms",
+     [](Config& c) -> FieldPtr { return &c.gateway.connect_timeout_ms; }, 1, kHourMs, false, "ms"},
+    {"gateway", "upstream_timeout_ms",
+     [](Config& c) -> FieldPtr { return &c.gateway.upstream_timeout_ms; }, 1, 24 * kHourMs, false,
+     "ms"},
+    {"gateway", "websocket_idle_seconds",
+     [](Config& c) -> FieldPtr { return &c.gateway.websocket_idle_seconds; }, 1, kDaySeconds, false,
+     "seconds"},
+    {"gateway", "idle_upstreams", [](Config& c) -> FieldPtr { return &c.gateway.idle_upstreams; },
+     0, 4096, false, "connections (0 = no keep-alive to apps)"},
+    {"gateway", "sleep_mode", [](Config& c) -> FieldPtr { return &c.gateway.sleep_mode; }},
+    {"gateway", "auth_token_ttl_seconds",
+     [](Config& c) -> FieldPtr { return &c.gateway.auth_token_ttl_seconds; }, 10, kDaySeconds,
+     false, "seconds"},
+    {"gateway", "tls_port", [](Config& c) -> FieldPtr { return &c.gateway.tls_port; }, 0, 65535,
+     false, "(0 = no HTTPS listener)"},
+    {"gateway", "public_ip", [](Config& c) -> FieldPtr { return &c.gateway.public_ip; }},
+    {"gateway", "acme_directory", [](Config& c) -> FieldPtr { return &c.gateway.acme_directory; }},
+    {"gateway", "acme_email", [](Config& c) -> FieldPtr { return &c.gateway.acme_email; }},
+    {"gateway", "acme_ca_file", [](Config& c) -> FieldPtr { return &c.gateway.acme_ca_file; }},
+    {"gateway", "acme_renew_days", [](Config& c) -> FieldPtr { return &c.gateway.acme_renew_days; },
+     1, 365, false, "days"},
     {"log", "level", [](Config& c) -> FieldPtr { return &c.log.level; }},
     {"log", "format", [](Config& c) -> FieldPtr { return &c.log.format; }},
     {"log", "access_log", [](Config& c) -> FieldPtr { return &c.log.access_log; }},
+    {"log", "access_log_sample_percent",
+     [](Config& c) -> FieldPtr { return &c.log.access_log_sample_percent; }, 1, 100, false,
+     "percent"},
 }};
 
 constexpr std::array<std::string_view, 8> kSections = {"server",    "limits", "auth",    "runtime",
@@ -520,6 +545,11 @@ Status ValidateConfig(const Config& config) {
                      "list base and/or debian, comma-separated; custom templates set poolSize "
                      "when they are created");
     }
+  }
+  if (config.gateway.sleep_mode != "freeze" && config.gateway.sleep_mode != "stop") {
+    return Invalid("gateway.sleep_mode = \"" + config.gateway.sleep_mode + "\" is not a mode",
+                   "set it to freeze (instant wake, memory kept) or stop (memory freed, cold "
+                   "start on the next request)");
   }
   if (config.runtime.engine != "" && config.runtime.engine != "runc" &&
       config.runtime.engine != "crun") {

@@ -76,13 +76,26 @@ struct Config {
   struct Gateway {
     // Apps answer at {name}.{base_domain}; "localhost" works with no DNS set-up.
     std::string base_domain = "localhost";
-    int threads = 32;  // proxy workers: requests to apps served at once
+    int threads = 32;                // workers for what may block a proxied request (waking an app)
+    int connect_timeout_ms = 5'000;  // opening a connection to an app
+    int upstream_timeout_ms = 60'000;   // app's response head, and each read of its body
+    int websocket_idle_seconds = 3600;  // a WebSocket or other upgraded tunnel with no traffic
+    int idle_upstreams = 64;            // keep-alive connections kept per app and I/O thread
+    std::string sleep_mode = "freeze";  // what sleepAfterMinutes does: freeze | stop
+    int auth_token_ttl_seconds = 300;   // lifetime of the X-Kiln-Auth token given to apps
+    int tls_port = 8443;  // HTTPS listener for app hosts and custom domains, same address; 0 = off
+    std::string public_ip;       // this machine's public address, for custom domains' A records
+    std::string acme_directory;  // ACME directory URL; "" = certificates from the local CA only
+    std::string acme_email;      // contact for the ACME account
+    std::string acme_ca_file;    // PEM to trust for the ACME server (a test CA such as pebble's)
+    int acme_renew_days = 30;    // renew ACME certificates this many days before they expire
   } gateway;
 
   struct Log {
-    std::string level = "info";   // debug | info | warn | error
-    std::string format = "json";  // json | text
-    bool access_log = false;      // one line per request (off: hot path)
+    std::string level = "info";           // debug | info | warn | error
+    std::string format = "json";          // json | text
+    bool access_log = false;              // one line per request (off: hot path)
+    int access_log_sample_percent = 100;  // of requests to apps logged when access_log is on
   } log;
 };
 

@@ -235,6 +235,10 @@ int Run(const Config& config) {
   }
 
   service.SetListenPort((*server)->port());
+
+  // ---- TLS listener (src/tls): gateway.tls_port, certificates, ACME ----
+  // ---- end TLS listener ----
+
   auto start_ms = clock.NowMs();
   metrics.Gauge("kiln_uptime_seconds", "seconds since the server started",
                 [&clock, start_ms] { return (clock.NowMs() - start_ms) / 1000.0; });

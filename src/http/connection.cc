@@ -270,7 +270,8 @@ asio::awaitable<bool> ServerImpl::Deliver(Worker* worker, Session* session, Sock
 }
 #pragma GCC diagnostic pop
 
-asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket) {
+asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket, std::string remote,
+                                             bool tls) {
   sessions_.fetch_add(1);
   Session session;
   session.socket = &socket;
@@ -288,7 +289,8 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket) {
   boost::system::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
   Request request;
-  request.remote = FormatEndpoint(socket.remote_endpoint(ec));
+  request.remote = remote.empty() ? FormatEndpoint(socket.remote_endpoint(ec)) : std::move(remote);
+  request.tls = tls;
   internal::Connection connection(worker->ioc.get_executor());
   Response response;
   internal::ResponseAccess::Link(response, &connection);

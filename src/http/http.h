@@ -31,6 +31,7 @@ struct Request {
   Headers headers;
   std::string body;
   std::string remote;  // peer address "127.0.0.1:53312"
+  bool tls = false;    // arrived over HTTPS (a connection handed over by Server::Adopt)
 
   // First value of a header (name lower-case), or empty.
   std::string_view Header(std::string_view name) const;
@@ -122,6 +123,10 @@ using Handler = std::function<void(const Request&, Response&)>;
 // so they wear the same envelope as the API's own errors.
 using ErrorResponder = std::function<void(const Status&, Response&)>;
 
+// Serves requests the server hands over right after their head is parsed, with the
+// connection itself: the gateway's streaming proxy (http/takeover.h; Asio types).
+class Takeover;
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;  // 0: the kernel picks; see Server::port()
@@ -132,6 +137,7 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{30'000};
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds shutdown_grace{10'000};
+  std::shared_ptr<Takeover> takeover;  // optional
 };
 
 class Server {
@@ -141,6 +147,10 @@ class Server {
                                                ErrorResponder on_error);
   virtual ~Server() = default;
   virtual uint16_t port() const = 0;
+  // Serves connected stream socket `fd` (owned from now on) as if it had been accepted: the
+  // TLS listener passes the plain side of each connection it decrypts. `remote` is the
+  // client's address; `tls` marks its requests (Request::tls). Closes `fd` after Shutdown.
+  virtual void Adopt(int fd, std::string remote, bool tls) = 0;
   // Stops accepting, closes idle connections, lets requests in flight finish (their
   // responses carry Connection: close), then stops the threads; connections still busy
   // after the grace period are cut. Returns once the threads have exited. Idempotent.

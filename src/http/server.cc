@@ -94,7 +94,7 @@ asio::awaitable<void> ServerImpl::Accept() {
         }
         break;
       }
-      Worker* worker = workers_[next_worker_++ % workers_.size()].get();
+      Worker* worker = workers_[next_worker_.fetch_add(1) % workers_.size()].get();
       Socket socket(worker->ioc);
       boost::system::error_code ec;
       socket.assign(protocol_, fd, ec);
@@ -102,7 +102,7 @@ asio::awaitable<void> ServerImpl::Accept() {
         ::close(fd);
         continue;
       }
-      asio::co_spawn(worker->ioc, RunSession(worker, std::move(socket)), asio::detached);
+      asio::co_spawn(worker->ioc, RunSession(worker, std::move(socket), {}, false), asio::detached);
     }
   }
 }
@@ -125,6 +125,27 @@ asio::awaitable<void> ServerImpl::Sweep(Worker* worker) {
       }
     }
   }
+}
+
+void ServerImpl::Adopt(int fd, std::string remote, bool tls) {
+  if (shutting_down_.load()) {
+    ::close(fd);
+    return;
+  }
+  Worker* worker = workers_[next_worker_.fetch_add(1) % workers_.size()].get();
+  // The socket is made on the worker's own thread: a connection is touched by one thread only.
+  asio::post(worker->ioc, [this, worker, fd, remote = std::move(remote), tls]() mutable {
+    Socket socket(worker->ioc);
+    boost::system::error_code ec;
+    socket.assign(protocol_, fd, ec);
+    if (ec) {
+      ::close(fd);
+      return;
+    }
+    socket.non_blocking(true, ec);
+    asio::co_spawn(worker->ioc, RunSession(worker, std::move(socket), std::move(remote), tls),
+                   asio::detached);
+  });
 }
 
 void ServerImpl::SessionEnded() {

@@ -230,6 +230,7 @@ class ServerImpl final : public Server {
 
   uint16_t port() const override { return port_; }
   void Shutdown() override;
+  void Adopt(int fd, std::string remote, bool tls) override;
   int64_t InFlight() const override {
     int64_t total = 0;
     for (const auto& worker : workers_) {
@@ -241,7 +242,9 @@ class ServerImpl final : public Server {
  private:
   asio::awaitable<void> Accept();
   asio::awaitable<void> Sweep(Worker* worker);
-  asio::awaitable<void> RunSession(Worker* worker, Socket socket);
+  // `remote` empty: the socket's peer address. `tls`: the connection came through Adopt from
+  // the TLS listener.
+  asio::awaitable<void> RunSession(Worker* worker, Socket socket, std::string remote, bool tls);
   // Writes the response a handler deferred to `stream`, as the producer provides it. True
   // when the connection may go on to the next request. Not inlined: it keeps the rare path
   // out of RunSession.
@@ -275,7 +278,7 @@ class ServerImpl final : public Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::optional<asio::basic_socket_acceptor<tcp, Executor>> acceptor_;
   tcp protocol_ = tcp::v4();
-  size_t next_worker_ = 0;  // used only by Accept on worker 0
+  std::atomic<size_t> next_worker_{0};  // round robin over workers for new connections
 };
 
 }  // namespace kiln::http::internal

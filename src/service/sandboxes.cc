@@ -534,4 +534,8 @@ json::object SandboxManager::ToJson(const store::Sandbox& s, bool with_usage) {
   return o;
 }
 
+std::shared_ptr<const AppRoute> SandboxManager::FindRoute(std::string_view, uint16_t) const {
+  return nullptr;
+}
+
 }  // namespace kiln::service

@@ -77,6 +77,8 @@ class SandboxManager {
   TemplateBuilder& templates() { return templates_; }
   // Sandboxes waiting in the warm pools now.
   size_t pooled() const;
+  // The gateway's route to port `port` of running sandbox `id`, or null.
+  std::shared_ptr<const AppRoute> FindRoute(std::string_view id, uint16_t port) const;
 
  private:
   std::mutex& LockFor(const std::string& id);

@@ -1,7 +1,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "service/access.h"
 #include "service/apps.h"
+#include "service/domains.h"
 #include "service/operations.h"
 #include "service/sandboxes.h"
 #include "service/service.h"
@@ -22,13 +24,17 @@ json::object Schema(std::string_view text) {
 Service::Service(Deps deps)
     : deps_(deps),
       sandboxes_(std::make_unique<SandboxManager>(deps_)),
-      apps_(std::make_unique<AppManager>(deps_)) {
+      apps_(std::make_unique<AppManager>(deps_)),
+      access_(std::make_unique<AccessManager>(deps_, *apps_, *sandboxes_)),
+      domains_(std::make_unique<DomainManager>(deps_, *apps_)) {
   AddTenancyOperations(deps_, operations_);
   AddSandboxOperations(deps_, *sandboxes_, operations_);
   AddTemplateOperations(deps_, *sandboxes_, operations_);
   AddAppOperations(deps_, *apps_, operations_);
   AddDeployOperations(deps_, *apps_, operations_);
   AddEnvOperations(deps_, *apps_, operations_);
+  AddAccessOperations(deps_, *access_, *apps_, *sandboxes_, operations_);
+  AddDomainOperations(deps_, *domains_, *apps_, operations_);
 }
 
 Service::~Service() { Stop(); }
@@ -45,6 +51,11 @@ void Service::Stop() {
 
 std::shared_ptr<const AppRoute> Service::FindRoute(std::string_view name) const {
   return apps_->FindRoute(name);
+}
+
+std::shared_ptr<const AppRoute> Service::FindSandboxRoute(std::string_view sandbox_id,
+                                                          uint16_t port) const {
+  return sandboxes_->FindRoute(sandbox_id, port);
 }
 
 Status Service::WakeApp(const std::string& app_id) { return apps_->WakeById(app_id); }

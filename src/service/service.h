@@ -81,11 +81,16 @@ struct Deps {
 
 class SandboxManager;
 class AppManager;
+class AccessManager;
+class DomainManager;
 
 // Where an app is served now (DESIGN.md §6). The gateway looks one up per request; a deploy,
 // rollback, restart or sleep replaces the app's entry at once, and requests already holding
 // the old entry finish on the old instance: it is stopped only once `in_flight` drops to 0
 // (or the drain time is over).
+//
+// A sandbox port ({port}-{sandboxId}.{base_domain}) is served through the same kind of entry:
+// `sandbox` is set, app_id holds the sandbox id and name the host label.
 struct AppRoute {
   std::string app_id;
   std::string workspace_id;
@@ -94,9 +99,41 @@ struct AppRoute {
   std::string netns_path;  // the instance's network namespace (runtime::NetnsPath)
   uint16_t port = 3000;    // the app listens on 127.0.0.1:port inside it
   std::string access_policy = "public";
-  bool sleeping = false;  // frozen: wake it (Service::WakeApp) before proxying
+  bool sleeping = false;  // frozen or stopped by sleepAfterMinutes: WakeApp before proxying
+  bool sandbox = false;   // a sandbox port, not an app
   mutable std::atomic<int64_t> in_flight{0};
 };
+
+// Who may pass the gateway to an app or a sandbox port (DESIGN.md §6). The gateway fills it
+// from the request; Service::Authorize decides.
+struct AccessCheck {
+  std::string_view policy;         // the target's: public | workspace | token
+  std::string_view workspace_id;   // the target's workspace
+  std::string_view target_id;      // app_... or sbx_...
+  std::string_view authorization;  // the Authorization header, as sent
+  std::string_view cookie;         // the Cookie header, as sent
+  std::string_view query_token;    // the `kiln_token` query parameter (share URLs)
+};
+
+struct AccessDecision {
+  // 200: let it through. 302: a share-URL token was good; answer with `set_cookie` and
+  // redirect to the same URL without `kiln_token`. 401 (no or bad credential) or 403 (a
+  // credential of another workspace, or a revoked or expired token): answer with `error`.
+  int status = 200;
+  Status error;
+  std::string set_cookie;  // a Set-Cookie header value, for the 302
+  // The authenticated caller, for the X-Kiln-* headers given to the app; all empty for an
+  // anonymous caller of a public target.
+  std::string user_id;     // key_... for a key or JWT, tok_... for an access token
+  std::string workspace;   // the caller's workspace slug
+  std::string auth_token;  // X-Kiln-Auth: signed, short-lived; verifiable with GET /v1/me
+  // The Authorization header carried Kiln's own credential: the app must not see it.
+  bool strip_authorization = false;
+};
+
+// Cookies whose name starts with this belong to Kiln (sessions, share tokens): the gateway
+// never passes them to apps.
+constexpr std::string_view kKilnCookiePrefix = "kiln_";
 
 class Service {
  public:
@@ -113,7 +150,24 @@ class Service {
   size_t PooledSandboxes() const;
   // The route of app `name` (its host label), or null when no instance of it runs.
   std::shared_ptr<const AppRoute> FindRoute(std::string_view name) const;
-  // Thaws a sleeping app; its route is then replaced by an awake one. OK when it is awake.
+  // ---- access (service/access.cc) ----
+  // ---- end access ----
+  // ---- domains and certificates (service/domains.cc) ----
+  // ---- end domains ----
+  // The route of the app that custom domain `host` (lower-case, no port, no trailing dot)
+  // is attached to, or null (service/domains).
+  std::shared_ptr<const AppRoute> FindDomainRoute(std::string_view host) const;
+  // The route of port `port` of running sandbox `sandbox_id`, or null.
+  std::shared_ptr<const AppRoute> FindSandboxRoute(std::string_view sandbox_id,
+                                                   uint16_t port) const;
+  // Whether the caller described by `check` may reach the target (service/access). Cheap
+  // for public targets; otherwise one cached credential check. Called on I/O threads.
+  AccessDecision Authorize(const AccessCheck& check) const;
+  // The key authorization for ACME HTTP-01 token `token` while a certificate order waits
+  // for it, or empty (the tls module registers them).
+  std::string AcmeChallenge(std::string_view token) const;
+  // Wakes a sleeping app (thaws it, or starts it again when gateway.sleep_mode is stop); its
+  // route is then replaced by an awake one. OK when it is awake. May block for a start.
   Status WakeApp(const std::string& app_id);
   // Marks a request to the app (for sleep after inactivity).
   void TouchApp(const std::string& app_id);
@@ -130,6 +184,8 @@ class Service {
   Deps deps_;
   std::unique_ptr<SandboxManager> sandboxes_;
   std::unique_ptr<AppManager> apps_;
+  std::unique_ptr<AccessManager> access_;
+  std::unique_ptr<DomainManager> domains_;
   std::vector<Operation> operations_;
 };
 

@@ -169,6 +169,39 @@ CREATE TABLE app_env (
   PRIMARY KEY (app_id, key)
 ) WITHOUT ROWID;
 )sql"},
+    {5, "access tokens and custom domains", R"sql(
+-- Share-URL and bearer tokens for the gateway's `token` policy. target_id is the app or
+-- sandbox they open; the token itself is never stored, only its SHA-256.
+CREATE TABLE access_tokens (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+  id           TEXT    UNIQUE NOT NULL,
+  workspace_id TEXT    NOT NULL,
+  target_id    TEXT    NOT NULL,
+  kind         TEXT    NOT NULL,
+  name         TEXT    NOT NULL DEFAULT '',
+  prefix       TEXT    NOT NULL,
+  hash         TEXT    UNIQUE NOT NULL,
+  created_ms   INTEGER NOT NULL,
+  expires_ms   INTEGER NOT NULL,
+  revoked_ms   INTEGER NOT NULL DEFAULT 0,
+  last_used_ms INTEGER NOT NULL DEFAULT 0,
+  created_by   TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX access_tokens_target ON access_tokens (target_id, seq);
+
+-- Custom domains of apps; a domain belongs to one app at most.
+CREATE TABLE app_domains (
+  domain          TEXT    PRIMARY KEY,
+  app_id          TEXT    NOT NULL REFERENCES apps(id),
+  workspace_id    TEXT    NOT NULL,
+  created_ms      INTEGER NOT NULL,
+  cert_source     TEXT    NOT NULL DEFAULT 'local',
+  cert_status     TEXT    NOT NULL DEFAULT 'pending',
+  cert_error      TEXT    NOT NULL DEFAULT '',
+  cert_expires_ms INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX app_domains_app ON app_domains (app_id);
+)sql"},
 };
 
 constexpr sqlite::Query kCurrentVersion{"read schema version",

@@ -53,6 +53,9 @@ constexpr Query kDeleteAppEnv{"delete app env", "DELETE FROM app_env WHERE app_i
 constexpr Query kDeleteAppReleases{"delete app releases", "DELETE FROM releases WHERE app_id = ?"};
 constexpr Query kDeleteAppDeployments{"delete app deployments",
                                       "DELETE FROM deployments WHERE app_id = ?"};
+constexpr Query kDeleteAppTokens{"delete app access tokens",
+                                 "DELETE FROM access_tokens WHERE target_id = ?"};
+constexpr Query kDeleteAppDomains{"delete app domains", "DELETE FROM app_domains WHERE app_id = ?"};
 constexpr Query kDeleteApp{"delete app", "DELETE FROM apps WHERE id = ? AND workspace_id = ?"};
 
 constexpr Query kInsertDeployment{
@@ -384,6 +387,8 @@ Status DeleteApp(SqliteAccess& access, const std::string& workspace_id, const st
     KILN_RETURN_IF_ERROR(RunForApp(db, kDeleteAppEnv, id));
     KILN_RETURN_IF_ERROR(RunForApp(db, kDeleteAppReleases, id));
     KILN_RETURN_IF_ERROR(RunForApp(db, kDeleteAppDeployments, id));
+    KILN_RETURN_IF_ERROR(RunForApp(db, kDeleteAppTokens, id));
+    KILN_RETURN_IF_ERROR(RunForApp(db, kDeleteAppDomains, id));
     {
       KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kDeleteApp));
       KILN_RETURN_IF_ERROR(stmt.Bind(1, id).Bind(2, workspace_id).Run());

@@ -18,6 +18,7 @@
 #include "store/sqlite_access.h"
 #include "store/sqlite_apps.h"
 #include "store/sqlite_db.h"
+#include "store/sqlite_gateway.h"
 #include "store/sqlite_sandboxes.h"
 #include "store/store.h"
 
@@ -554,6 +555,35 @@ class SqliteStore final : public Store {
   }
   Status DeleteEnv(const std::string& app_id, const std::string& key, const Event& event) override {
     return apps::DeleteEnv(db_, app_id, key, event);
+  }
+
+  Status InsertAccessToken(const AccessToken& token, const Event& event) override {
+    return gateway_tables::InsertAccessToken(db_, token, event);
+  }
+  Result<AccessToken> FindAccessToken(const std::string& hash) override {
+    return gateway_tables::FindAccessToken(db_, hash);
+  }
+  Result<std::vector<AccessToken>> ListAccessTokens(const std::string& workspace_id,
+                                                    const std::string& target_id) override {
+    return gateway_tables::ListAccessTokens(db_, workspace_id, target_id);
+  }
+  Status RevokeAccessToken(const std::string& workspace_id, const std::string& target_id,
+                           const std::string& id, int64_t revoked_ms, const Event& event) override {
+    return gateway_tables::RevokeAccessToken(db_, workspace_id, target_id, id, revoked_ms, event);
+  }
+
+  Result<std::vector<Domain>> ListDomains(const std::string& app_id) override {
+    return gateway_tables::ListDomains(db_, app_id);
+  }
+  Result<std::vector<Domain>> ListAllDomains() override {
+    return gateway_tables::ListAllDomains(db_);
+  }
+  Status SetDomains(const std::string& workspace_id, const std::string& app_id,
+                    const std::vector<Domain>& domains, const Event& event) override {
+    return gateway_tables::SetDomains(db_, workspace_id, app_id, domains, event);
+  }
+  Status UpdateDomain(const Domain& domain) override {
+    return gateway_tables::UpdateDomain(db_, domain);
   }
 
   Status CheckIntegrity() override {

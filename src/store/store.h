@@ -110,6 +110,33 @@ struct Template {
 
 // An app: a named, long-running service of a workspace (shared/API.md "Apps and
 // deployments"). `release_id` is what serves now; `instance_id` the instance serving it.
+struct AccessToken {
+  int64_t seq = 0;
+  std::string id;  // tok_...
+  std::string workspace_id;
+  std::string target_id;  // app_... or sbx_...: what the token opens
+  std::string kind;       // share-url | bearer
+  std::string name;
+  std::string prefix;  // first characters of the token, to recognise it in lists
+  std::string hash;    // hex SHA-256 of the token; the token itself is never stored
+  int64_t created_ms = 0;
+  int64_t expires_ms = 0;
+  int64_t revoked_ms = 0;  // 0 = not revoked
+  int64_t last_used_ms = 0;
+  std::string created_by;
+};
+
+struct Domain {
+  std::string domain;  // lower-case, no trailing dot
+  std::string app_id;
+  std::string workspace_id;
+  int64_t created_ms = 0;
+  std::string cert_source = "local";    // local (Kiln's CA) | acme
+  std::string cert_status = "pending";  // pending | issued | failed
+  std::string cert_error;
+  int64_t cert_expires_ms = 0;
+};
+
 struct App {
   int64_t seq = 0;
   std::string id;  // app_...
@@ -309,6 +336,31 @@ class Store {
                         const Event& event) = 0;
   virtual Status DeleteEnv(const std::string& app_id, const std::string& key,
                            const Event& event) = 0;
+
+  // Access tokens (sqlite_access_tokens.cc). InsertAccessToken: Conflict on a duplicate hash.
+  // FindAccessToken: by the hex SHA-256 of the token, NotFound TOKEN_NOT_FOUND (revoked and
+  // expired ones are returned: the caller says why they no longer open anything).
+  // ListAccessTokens: the target's tokens, newest first, revoked ones included.
+  // RevokeAccessToken: sets revoked_ms in one transaction with `event`; NotFound
+  // TOKEN_NOT_FOUND unless token `id` of `target_id` exists in the workspace.
+  virtual Status InsertAccessToken(const AccessToken& token, const Event& event) = 0;
+  virtual Result<AccessToken> FindAccessToken(const std::string& hash) = 0;
+  virtual Result<std::vector<AccessToken>> ListAccessTokens(const std::string& workspace_id,
+                                                            const std::string& target_id) = 0;
+  virtual Status RevokeAccessToken(const std::string& workspace_id, const std::string& target_id,
+                                   const std::string& id, int64_t revoked_ms,
+                                   const Event& event) = 0;
+
+  // Custom domains (sqlite_domains.cc). SetDomains replaces the app's set with `domains` in
+  // one transaction with `event`, keeping the certificate fields of domains it already had;
+  // Conflict DOMAIN_TAKEN naming the domain when another app has it. ListAllDomains: every
+  // app's, for the gateway's host map and certificate renewal. UpdateDomain writes the cert_*
+  // fields; NotFound DOMAIN_NOT_FOUND.
+  virtual Result<std::vector<Domain>> ListDomains(const std::string& app_id) = 0;
+  virtual Result<std::vector<Domain>> ListAllDomains() = 0;
+  virtual Status SetDomains(const std::string& workspace_id, const std::string& app_id,
+                            const std::vector<Domain>& domains, const Event& event) = 0;
+  virtual Status UpdateDomain(const Domain& domain) = 0;
 
   // PRAGMA integrity_check; for tests and `kiln doctor`.
   virtual Status CheckIntegrity() = 0;
