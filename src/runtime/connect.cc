@@ -61,7 +61,8 @@ Status NetnsUnavailable(const std::string& netns_path, std::string_view what, in
       err == EPERM ? "run kiln server as root" : "the instance is gone or was never started");
 }
 
-// Makes a TCP socket that lives in the namespace at `netns_path`.
+}  // namespace
+
 Result<int> SocketInNetns(const std::string& netns_path) {
   int home = home_netns.Get();
   if (home < 0) {
@@ -94,6 +95,8 @@ Result<int> SocketInNetns(const std::string& netns_path) {
   }
   return fd;
 }
+
+namespace {
 
 Status Refused(uint16_t port, int err) {
   return Status::Unavailable(

@@ -112,6 +112,9 @@ struct RuntimeInfo {
 // CONNECT_REFUSED (nothing listens), CONNECT_TIMEOUT, NETNS_UNAVAILABLE (no such namespace).
 Result<int> ConnectInNetns(const std::string& netns_path, uint16_t port,
                            std::chrono::milliseconds timeout);
+// A new TCP socket (non-blocking, close-on-exec, unconnected) that lives in the network
+// namespace at `netns_path`, for a caller that connects it asynchronously. Errors as above.
+Result<int> SocketInNetns(const std::string& netns_path);
 
 using LogSink = std::function<void(std::string_view line)>;
 

@@ -102,6 +102,9 @@ struct AppRoute {
   bool sleeping = false;  // frozen or stopped by sleepAfterMinutes: WakeApp before proxying
   bool sandbox = false;   // a sandbox port, not an app
   mutable std::atomic<int64_t> in_flight{0};
+  // When the gateway last passed a request on to Service::TouchApp (it does so at most once
+  // a second per route, to keep the hot path off the service's lock).
+  mutable std::atomic<int64_t> touched_ms{0};
 };
 
 // Who may pass the gateway to an app or a sandbox port (DESIGN.md §6). The gateway fills it
