@@ -18,6 +18,7 @@ Result<std::vector<AccessToken>> ListAccessTokens(SqliteAccess& db, const std::s
 Status RevokeAccessToken(SqliteAccess& db, const std::string& workspace_id,
                          const std::string& target_id, const std::string& id, int64_t revoked_ms,
                          const Event& event);
+Status TouchAccessToken(SqliteAccess& db, const std::string& id, int64_t used_ms);
 
 Result<std::vector<Domain>> ListDomains(SqliteAccess& db, const std::string& app_id);
 Result<std::vector<Domain>> ListAllDomains(SqliteAccess& db);

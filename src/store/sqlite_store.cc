@@ -571,6 +571,9 @@ class SqliteStore final : public Store {
                            const std::string& id, int64_t revoked_ms, const Event& event) override {
     return gateway_tables::RevokeAccessToken(db_, workspace_id, target_id, id, revoked_ms, event);
   }
+  Status TouchAccessToken(const std::string& id, int64_t used_ms) override {
+    return gateway_tables::TouchAccessToken(db_, id, used_ms);
+  }
 
   Result<std::vector<Domain>> ListDomains(const std::string& app_id) override {
     return gateway_tables::ListDomains(db_, app_id);

@@ -350,6 +350,8 @@ class Store {
   virtual Status RevokeAccessToken(const std::string& workspace_id, const std::string& target_id,
                                    const std::string& id, int64_t revoked_ms,
                                    const Event& event) = 0;
+  // Records a use of token `id` (last_used_ms never goes back); NotFound TOKEN_NOT_FOUND.
+  virtual Status TouchAccessToken(const std::string& id, int64_t used_ms) = 0;
 
   // Custom domains (sqlite_domains.cc). SetDomains replaces the app's set with `domains` in
   // one transaction with `event`, keeping the certificate fields of domains it already had;
