@@ -185,17 +185,17 @@ TEST_F(GatewayProxyTest, LargeDownloadIsStreamedWithBackpressure) {
   EXPECT_EQ(next->body, "upstream ok\n");
 }
 
-// The app reads its body at 48 MiB/s while the client could send far faster: the gateway
+// The app reads its body at 64 MiB/s while the client could send far faster: the gateway
 // passes the app's pace back to the client rather than buffering the difference.
 TEST_F(GatewayProxyTest, SlowAppReaderHoldsTheClientBack) {
-  constexpr uint64_t kSize = 48 * kMiB;
+  constexpr uint64_t kSize = 32 * kMiB;
   const std::string want = crypto::Sha256Hex(PatternBytes(0, kSize));
   ASSERT_TRUE(Fetch("up", "GET", "/healthz").has_value());
   RssPeak rss(server().pid());
   HttpConn conn(port());
   std::atomic<bool> sent{false};
   std::thread sender([&] {
-    sent = conn.Send(UploadHead("/slow-body?rate=" + std::to_string(48 * kMiB), kSize)) &&
+    sent = conn.Send(UploadHead("/slow-body?rate=" + std::to_string(64 * kMiB), kSize)) &&
            conn.SendPattern(kSize);
   });
   auto r = conn.ReadResponse(60s);
@@ -208,7 +208,7 @@ TEST_F(GatewayProxyTest, SlowAppReaderHoldsTheClientBack) {
   EXPECT_EQ(r->Str("/sha256"), want);
   EXPECT_LT(rss.growth(), 16 * kMiB)
       << "the server's RSS grew by " << rss.growth() / kMiB
-      << " MiB while a slow app read a 48 MiB upload: the body piled up in the gateway";
+      << " MiB while a slow app read a 32 MiB upload: the body piled up in the gateway";
 }
 
 TEST_F(GatewayProxyTest, ChunkedRequestBodyIsForwardedWhole) {
