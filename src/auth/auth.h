@@ -42,8 +42,12 @@ struct Principal {
   std::string key_name;
   std::string key_prefix;
   Scopes scopes = 0;
-  enum class Via { kKey, kJwt } via = Via::kKey;
+  // kGateway: an X-Kiln-Auth token, which the gateway gives an app to name its caller. It
+  // holds no scopes and opens GET /v1/me only; key_id is then the caller's user id (key_... or
+  // tok_...) and `audience` the app or sandbox it was given to.
+  enum class Via { kKey, kJwt, kGateway } via = Via::kKey;
   int64_t expires_ms = 0;  // JWT expiry, or the key's own expiry; 0 = none
+  std::string audience;
 };
 
 // A freshly generated key: `secret` is shown to the user once and then forgotten.
@@ -63,14 +67,21 @@ struct JwtClaims {
   int64_t issued_s = 0;
   int64_t expires_s = 0;
   std::string jti;
+  // "" for API tokens (POST /v1/auth/token), kGatewayKind for X-Kiln-Auth tokens; a token of
+  // another kind is refused.
+  std::string kind;
+  std::string audience;  // `aud`: the app or sandbox an X-Kiln-Auth token was given to
 };
+constexpr std::string_view kGatewayKind = "gateway";
 // HS256 compact JWS. Verify checks the header (alg must be HS256), signature and expiry:
 // Unauthenticated TOKEN_INVALID or TOKEN_EXPIRED.
 std::string SignJwt(const JwtClaims& claims, std::string_view key);
 Result<JwtClaims> VerifyJwt(std::string_view token, std::string_view key, int64_t now_s);
 
-// Turns the credential of a request into a Principal. Verified keys are cached by hash so
-// the common path costs one SHA-256 and a map lookup; Forget() drops a revoked key at once.
+// Turns the credential of a request into a Principal. Verified keys and JWTs are cached by
+// hash so the common path costs one SHA-256 and a map lookup (the gateway checks a session
+// cookie on every request to a private app); Forget() drops a revoked key, and the JWTs that
+// stand in for it, at once.
 class Authenticator {
  public:
   Authenticator(store::Store& store, std::string jwt_key, const Clock& clock);
@@ -78,6 +89,10 @@ class Authenticator {
   // `credential` is the bearer value or X-API-Key value (empty when none was sent).
   Result<Principal> Authenticate(std::string_view credential);
   Result<std::string> IssueJwt(const Principal& principal, int ttl_seconds, int64_t* expires_ms);
+  // An X-Kiln-Auth token: names caller `user_id` of `workspace_id` to `target_id` until
+  // `expires_ms` (rounded down to a second). Authenticate answers it as a kGateway principal.
+  std::string IssueGatewayToken(const std::string& user_id, const std::string& workspace_id,
+                                const std::string& target_id, int64_t expires_ms);
   // Called after a key's revocation commits: drops it from the cache and keeps a concurrent
   // lookup that read the row before the revocation from caching it.
   void Forget(const std::string& key_id);
@@ -85,6 +100,8 @@ class Authenticator {
  private:
   Result<Principal> FromKey(std::string_view secret);
   Result<Principal> FromJwt(std::string_view token);
+  Result<Principal> VerifyJwtPrincipal(std::string_view token);
+  Result<Principal> FromGatewayToken(const JwtClaims& claims);
   Result<Principal> LoadPrincipal(const store::ApiKey& key);
 
   struct Cached {
@@ -96,6 +113,7 @@ class Authenticator {
   const Clock& clock_;
   std::mutex mu_;
   std::unordered_map<std::string, Cached> by_hash_;       // key hash -> principal
+  std::unordered_map<std::string, Cached> by_jwt_;        // JWT hash -> principal
   std::unordered_map<std::string, std::string> hash_of_;  // key id -> key hash
   std::unordered_map<std::string, int64_t> touched_ms_;   // key id -> last_used written
   std::unordered_set<std::string> forgotten_;             // revoked key ids, never cached

@@ -69,7 +69,7 @@ TEST(KeysTest, GeneratedKeyShape) {
 }
 
 TEST(JwtTest, SignVerifyAndExpiry) {
-  JwtClaims c{"key_a", "ws_a", kRead | kWrite, 1000, 1060, "jti_1"};
+  JwtClaims c{"key_a", "ws_a", kRead | kWrite, 1000, 1060, "jti_1", "", ""};
   std::string token = SignJwt(c, "k");
   auto ok = VerifyJwt(token, "k", 1059);
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
@@ -85,7 +85,7 @@ TEST(JwtTest, SignVerifyAndExpiry) {
 }
 
 TEST(JwtTest, RejectsTamperingAndAlgNone) {
-  JwtClaims c{"key_a", "ws_a", kRead, 1000, 2000, "jti_1"};
+  JwtClaims c{"key_a", "ws_a", kRead, 1000, 2000, "jti_1", "", ""};
   std::string token = SignJwt(c, "k");
   // Raise the scopes in the payload but keep the old signature.
   size_t dot1 = token.find('.'), dot2 = token.rfind('.');
@@ -205,6 +205,87 @@ TEST_F(AuthTest, ForgottenKeyIsNotCachedFromAStaleRead) {
   auth.Forget(k.id);
   EXPECT_EQ(auth.Authenticate(g.secret).status().error_code(), "KEY_REVOKED");
   EXPECT_EQ(auth.Authenticate(g.secret).status().error_code(), "KEY_REVOKED");
+}
+
+// JWTs are cached like keys (the gateway checks a session cookie per request); revoking the
+// key behind one still ends it at once.
+TEST_F(AuthTest, CachedJwtEndsWithItsKey) {
+  Authenticator auth(*store_, "jwt-key", clock_);
+  GeneratedKey g = GenerateKey();
+  store::ApiKey k;
+  k.id = NewId("key");
+  k.workspace_id = store_->GetWorkspaceBySlug("default")->id;
+  k.name = "session";
+  k.prefix = g.prefix;
+  k.hash = g.hash;
+  k.scopes = {"read"};
+  k.created_ms = clock_.NowMs();
+  store::Event e{0, NewId("evt"), k.workspace_id, "key.created", "", k.id, "{}", k.created_ms};
+  ASSERT_TRUE(store_->InsertKey(k, e).ok());
+  auto key = auth.Authenticate(g.secret);
+  ASSERT_TRUE(key.ok());
+  int64_t expires_ms = 0;
+  auto jwt = auth.IssueJwt(*key, 600, &expires_ms);
+  ASSERT_TRUE(jwt.ok());
+  ASSERT_TRUE(auth.Authenticate(*jwt).ok());
+  // Revoke the row behind the authenticator's back: the cached JWT still passes (that is the
+  // cache at work, for up to a minute) ...
+  store::Event revoked{0, NewId("evt"), k.workspace_id, "key.revoked", "", k.id, "{}", 1};
+  ASSERT_TRUE(store_->RevokeKey(k.workspace_id, k.id, clock_.NowMs(), revoked, "").ok());
+  EXPECT_TRUE(auth.Authenticate(*jwt).ok());
+  // ... until Forget, which the revoke operation calls after its commit.
+  auth.Forget(k.id);
+  EXPECT_EQ(auth.Authenticate(*jwt).status().error_code(), "KEY_REVOKED");
+  // A cached token still expires on time.
+  auto other = auth.Authenticate(admin_secret_);
+  ASSERT_TRUE(other.ok());
+  auto short_jwt = auth.IssueJwt(*other, 5, &expires_ms);
+  ASSERT_TRUE(auth.Authenticate(*short_jwt).ok());
+  clock_.AdvanceMs(5'000);
+  EXPECT_EQ(auth.Authenticate(*short_jwt).status().error_code(), "TOKEN_EXPIRED");
+}
+
+// X-Kiln-Auth tokens name an app's caller: they authenticate as a scope-less kGateway
+// principal that cannot be exchanged for a JWT, and a JWT of another kind is refused.
+TEST_F(AuthTest, GatewayTokensNameTheCallerAndHoldNoScopes) {
+  Authenticator auth(*store_, "jwt-key", clock_);
+  std::string ws = store_->GetWorkspaceBySlug("default")->id;
+  int64_t expires_ms = clock_.NowMs() + 300'000;
+  std::string token = auth.IssueGatewayToken("key_caller", ws, "app_target", expires_ms);
+  auto p = auth.Authenticate(token);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->via, Principal::Via::kGateway);
+  EXPECT_EQ(p->key_id, "key_caller");
+  EXPECT_EQ(p->workspace.slug, "default");
+  EXPECT_EQ(p->audience, "app_target");
+  EXPECT_EQ(p->scopes, 0);
+  EXPECT_EQ(p->expires_ms, expires_ms / 1000 * 1000);
+  int64_t jwt_expiry = 0;
+  EXPECT_EQ(auth.IssueJwt(*p, 60, &jwt_expiry).status().error_code(), "JWT_NOT_EXCHANGEABLE");
+
+  // Signed with another server's key, or expired: refused.
+  Authenticator other(*store_, "other-key", clock_);
+  EXPECT_EQ(other.Authenticate(token).status().error_code(), "TOKEN_INVALID");
+  clock_.AdvanceMs(300'001);
+  Status expired = auth.Authenticate(token).status();
+  EXPECT_EQ(expired.error_code(), "TOKEN_EXPIRED");
+  EXPECT_NE(expired.hint().find("X-Kiln-Auth"), std::string::npos) << expired.hint();
+
+  // A gateway token that claims scopes, or a token of an unknown kind, is never believed.
+  JwtClaims c;
+  c.key_id = "key_caller";
+  c.workspace_id = ws;
+  c.expires_s = clock_.NowSeconds() + 60;
+  c.kind = "gateway";
+  c.audience = "app_target";
+  c.scopes = kAdmin;
+  EXPECT_EQ(auth.Authenticate(SignJwt(c, "jwt-key")).status().error_code(), "TOKEN_INVALID");
+  c.scopes = 0;
+  c.kind = "session-v9";
+  EXPECT_EQ(auth.Authenticate(SignJwt(c, "jwt-key")).status().error_code(), "TOKEN_INVALID");
+  c.kind = "gateway";
+  c.audience = "";
+  EXPECT_EQ(auth.Authenticate(SignJwt(c, "jwt-key")).status().error_code(), "TOKEN_INVALID");
 }
 
 TEST_F(AuthTest, IdempotencyReplaysSealedResponses) {

@@ -118,7 +118,42 @@ Result<Principal> Authenticator::LoadPrincipal(const store::ApiKey& key) {
 }
 
 Result<Principal> Authenticator::FromJwt(std::string_view token) {
+  std::string hash = HashKey(token);
+  int64_t now = clock_.NowMs();
+  {
+    std::lock_guard lock(mu_);
+    auto it = by_jwt_.find(hash);
+    if (it != by_jwt_.end() && now - it->second.loaded_ms < kCacheTtlMs) {
+      if (now < it->second.principal.expires_ms) {
+        return it->second.principal;
+      }
+      by_jwt_.erase(it);  // expired: VerifyJwt below says so
+    }
+  }
+  auto principal = VerifyJwtPrincipal(token);
+  if (!principal.ok()) {
+    return principal;
+  }
+  std::lock_guard lock(mu_);
+  // A key revoked while we read it must not live on in a cached token of it.
+  if (!forgotten_.contains(principal->key_id)) {
+    if (by_jwt_.size() >= kMaxCached) {
+      by_jwt_.clear();
+    }
+    by_jwt_[hash] = Cached{*principal, now};
+  }
+  return principal;
+}
+
+Result<Principal> Authenticator::VerifyJwtPrincipal(std::string_view token) {
   KILN_ASSIGN_OR_RETURN(JwtClaims claims, VerifyJwt(token, jwt_key_, clock_.NowSeconds()));
+  if (claims.kind == kGatewayKind) {
+    return FromGatewayToken(claims);
+  }
+  if (!claims.kind.empty()) {
+    return Status::Unauthenticated("TOKEN_INVALID", "the token is of an unknown kind",
+                                   "get a new token with POST /v1/auth/token");
+  }
   // The key behind a token must still be live: revoking a key ends its tokens too.
   auto key = store_.GetKey(claims.workspace_id, claims.key_id);
   if (!key.ok()) {
@@ -162,6 +197,45 @@ Result<std::string> Authenticator::IssueJwt(const Principal& principal, int ttl_
   return SignJwt(claims, jwt_key_);
 }
 
+Result<Principal> Authenticator::FromGatewayToken(const JwtClaims& claims) {
+  // It asserts who called an app; it carries no scopes, so it can stand in for no key.
+  if (claims.scopes != 0 || claims.audience.empty()) {
+    return Status::Unauthenticated("TOKEN_INVALID", "the X-Kiln-Auth token's claims are invalid",
+                                   "verify the X-Kiln-Auth header exactly as the app received it");
+  }
+  auto ws = store_.GetWorkspace(claims.workspace_id);
+  if (!ws.ok()) {
+    if (ws.status().Is(Code::kNotFound)) {
+      return Status::Unauthenticated("TOKEN_INVALID", "the token's workspace no longer exists");
+    }
+    return ws.status();
+  }
+  Principal p;
+  p.workspace = std::move(*ws);
+  p.key_id = claims.key_id;
+  p.scopes = 0;
+  p.via = Principal::Via::kGateway;
+  p.expires_ms = claims.expires_s * 1000;
+  p.audience = claims.audience;
+  return p;
+}
+
+std::string Authenticator::IssueGatewayToken(const std::string& user_id,
+                                             const std::string& workspace_id,
+                                             const std::string& target_id, int64_t expires_ms) {
+  JwtClaims claims;
+  claims.key_id = user_id;
+  claims.workspace_id = workspace_id;
+  claims.scopes = 0;
+  claims.issued_s = clock_.NowSeconds();
+  // Rounded down: the token never outlives what the caller asked for (a share link's expiry).
+  claims.expires_s = expires_ms / 1000;
+  claims.jti = NewId("jti");
+  claims.kind = std::string(kGatewayKind);
+  claims.audience = target_id;
+  return SignJwt(claims, jwt_key_);
+}
+
 void Authenticator::Forget(const std::string& key_id) {
   std::lock_guard lock(mu_);
   forgotten_.insert(key_id);
@@ -170,6 +244,9 @@ void Authenticator::Forget(const std::string& key_id) {
     by_hash_.erase(it->second);
     hash_of_.erase(it);
   }
+  // Revocations are rare: a scan is cheaper than an index kept on every JWT.
+  std::erase_if(by_jwt_,
+                [&](const auto& entry) { return entry.second.principal.key_id == key_id; });
 }
 
 }  // namespace kiln::auth

@@ -27,6 +27,12 @@ std::string SignJwt(const JwtClaims& claims, std::string_view key) {
   payload["iat"] = claims.issued_s;
   payload["exp"] = claims.expires_s;
   payload["jti"] = claims.jti;
+  if (!claims.kind.empty()) {
+    payload["kind"] = claims.kind;
+  }
+  if (!claims.audience.empty()) {
+    payload["aud"] = claims.audience;
+  }
   std::string signing_input =
       crypto::Base64UrlEncode(kHeader) + "." + crypto::Base64UrlEncode(json::serialize(payload));
   std::string signature = crypto::Base64UrlEncode(crypto::HmacSha256(key, signing_input));
@@ -75,6 +81,8 @@ Result<JwtClaims> VerifyJwt(std::string_view token, std::string_view key, int64_
   claims.key_id = str("sub");
   claims.workspace_id = str("ws");
   claims.jti = str("jti");
+  claims.kind = str("kind");
+  claims.audience = str("aud");
   claims.issued_s = num("iat");
   claims.expires_s = num("exp");
   std::vector<std::string> names;
@@ -92,9 +100,11 @@ Result<JwtClaims> VerifyJwt(std::string_view token, std::string_view key, int64_
   }
   claims.scopes = *scopes;
   if (now_s >= claims.expires_s) {
-    return Status::Unauthenticated("TOKEN_EXPIRED",
-                                   "the token expired at " + FormatTime(claims.expires_s * 1000),
-                                   "get a new token with POST /v1/auth/token");
+    return Status::Unauthenticated(
+        "TOKEN_EXPIRED", "the token expired at " + FormatTime(claims.expires_s * 1000),
+        claims.kind == kGatewayKind
+            ? "X-Kiln-Auth tokens are short-lived: verify the one of the request being served"
+            : "get a new token with POST /v1/auth/token");
   }
   return claims;
 }

@@ -128,6 +128,8 @@ class AppManager {
                                      std::string* instance_id);
 
   const Deps& deps() const { return deps_; }
+  // http://{app.name}.{base_domain}[:port]/, on the port the listener got.
+  std::string Url(const store::App& app) const;
   const std::string& examples_dir() const { return examples_dir_; }
   json::object AppJson(const store::App& app, bool with_stats);
   json::object DeploymentJson(const store::Deployment& dep);
@@ -149,7 +151,6 @@ class AppManager {
   };
 
   std::mutex& LockFor(const std::string& app_id);
-  std::string Url(const store::App& app) const;
   // Paths.
   std::string ReleaseDir(const std::string& app_id, const std::string& rel_id) const;
   std::string BuildDir(const std::string& dep_id) const;

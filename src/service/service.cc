@@ -64,6 +64,10 @@ void Service::TouchApp(const std::string& app_id) { apps_->Touch(app_id); }
 
 void Service::SetListenPort(uint16_t port) { apps_->SetListenPort(port); }
 
+void Service::SetTrafficSource(std::function<json::value(const std::string& app_id)> source) {
+  apps_->SetTrafficSource(std::move(source));
+}
+
 size_t Service::PooledSandboxes() const { return sandboxes_->pooled(); }
 
 const Operation* Service::Find(std::string_view name) const {
@@ -77,6 +81,14 @@ const Operation* Service::Find(std::string_view name) const {
 
 Result<json::value> Service::Call(const Operation& op, Context& ctx,
                                   const json::object& input) const {
+  // An X-Kiln-Auth token only tells an app who called it: it opens GET /v1/me and nothing
+  // else, also where an operation asks for no scope.
+  if (ctx.principal.via == auth::Principal::Via::kGateway && op.name != "me.get") {
+    return Status::PermissionDenied(
+        "GATEWAY_TOKEN_IDENTITY_ONLY",
+        "an X-Kiln-Auth token can only verify the caller (GET /v1/me), not call " + op.name,
+        "call the API with an API key or a JWT from POST /v1/auth/token");
+  }
   if (!auth::HasScopes(ctx.principal.scopes, op.scopes)) {
     std::string needed;
     for (const auto& s : auth::ScopeNames(op.scopes)) {

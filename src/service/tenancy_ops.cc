@@ -134,17 +134,33 @@ void AddAuthOps(const Deps& d, std::vector<Operation>& out) {
   me.summary = "Who am I: workspace, key, limits and what this key may call";
   me.description =
       "Describes the caller: its workspace, the key (or token) in use with its scopes, the "
-      "rate limits that apply, and `capabilities`, the operations this key is allowed to call.";
+      "rate limits that apply, and `capabilities`, the operations this key is allowed to call. "
+      "Apps verify the X-Kiln-Auth header the gateway gives them by calling it with "
+      "`Authorization: Bearer <X-Kiln-Auth>`: it then answers auth \"gateway\" and `gateway` "
+      "{userId, workspace, target, expiresAt}, the caller and the app or sandbox it called; "
+      "such a token opens no other operation.";
   me.method = "GET";
   me.path = "/v1/me";
   me.read_only = me.idempotent = true;
   me.input = Schema(R"({"type": "object", "additionalProperties": false, "properties": {}})");
   me.output = Schema(R"({"type": "object", "properties": {"workspace": {"type": "object"},
-      "key": {"type": "object"}, "auth": {"type": "string", "enum": ["key", "jwt"]},
+      "key": {"type": "object"}, "auth": {"type": "string", "enum": ["key", "jwt", "gateway"]},
+      "gateway": {"type": "object", "description": "X-Kiln-Auth only: userId, workspace (slug), target (app_… or sbx_…), expiresAt"},
       "limits": {"type": "object"}, "capabilities": {"type": "array", "items": {"type": "string"}},
       "runtime": {"type": "object", "description": "what runs sandboxes here: engine (runc or crun), cgroup version, egress"}}})");
   me.run = [&d, &out](Context& ctx, const json::object&) -> Result<json::value> {
     const auth::Principal& p = ctx.principal;
+    if (p.via == auth::Principal::Via::kGateway) {
+      // Who called the app, and nothing about the server: the app (or whoever it hands the
+      // token to) learns only what the header already claimed, now verified.
+      return json::object{{"auth", "gateway"},
+                          {"workspace", WorkspaceJson(p.workspace)},
+                          {"gateway", json::object{{"userId", p.key_id},
+                                                   {"workspace", p.workspace.slug},
+                                                   {"target", p.audience},
+                                                   {"expiresAt", TimeOrNull(p.expires_ms)}}},
+                          {"capabilities", json::array{"me.get"}}};
+    }
     json::array scopes;
     for (const auto& s : auth::ScopeNames(p.scopes)) {
       scopes.emplace_back(s);
