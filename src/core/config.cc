@@ -38,7 +38,8 @@ constexpr int64_t kGiB = 1024 * kMiB;
 constexpr int kHourMs = 3600 * 1000;
 constexpr int kDaySeconds = 86400;
 
-const std::array<KeySpec, 62> kKeys = {{
+// std::to_array counts the entries, so a key added here is never left out of the size.
+const auto kKeys = std::to_array<KeySpec>({
     {"server", "listen", [](Config& c) -> FieldPtr { return &c.server.listen; }},
     {"server", "data_dir", [](Config& c) -> FieldPtr { return &c.server.data_dir; }},
     {"server", "threads", [](Config& c) -> FieldPtr { return &c.server.threads; }, 0, 256, false,
@@ -162,7 +163,7 @@ const std::array<KeySpec, 62> kKeys = {{
     {"log", "access_log_sample_percent",
      [](Config& c) -> FieldPtr { return &c.log.access_log_sample_percent; }, 1, 100, false,
      "percent"},
-}};
+});
 
 constexpr std::array<std::string_view, 8> kSections = {"server",    "limits", "auth",    "runtime",
                                                        "sandboxes", "apps",   "gateway", "log"};
