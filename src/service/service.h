@@ -156,6 +156,25 @@ class Service {
   // ---- access (service/access.cc) ----
   // ---- end access ----
   // ---- domains and certificates (service/domains.cc) ----
+  // The certificate side of custom domains, given by the tls module once HTTPS runs (the
+  // daemon wires it). `issue` is called, outside the service's locks, with the domains an
+  // apps.domains.set attached; it records their certificate state itself through
+  // RecordCertificate (a local-CA certificate before it returns, ACME ones later). `ca_pem`
+  // is the local CA's root certificate, answered by tls.ca.get. Until this is called,
+  // domains wait with certificate status pending. Call once, before traffic matters.
+  void SetCertificateIssuer(std::function<void(const std::vector<std::string>&)> issue,
+                            std::string ca_pem);
+  // Whether `host` (lower-case, no port, no trailing dot) is attached to an existing app:
+  // the tls module issues certificates for such hosts only. A map read, then one store read.
+  bool IsCustomDomain(std::string_view host) const;
+  // Every app's domains with their certificate state (renewal, start-up).
+  Result<std::vector<store::Domain>> ListAllDomains() const;
+  // Writes the certificate fields (cert_*) of `domain.domain`; NotFound DOMAIN_NOT_FOUND
+  // once it was removed from its app.
+  Status RecordCertificate(const store::Domain& domain);
+  // Publishes the ACME HTTP-01 answer for `token` (AcmeChallenge then answers it); an empty
+  // `key_authorization` withdraws it.
+  void SetAcmeChallenge(const std::string& token, const std::string& key_authorization);
   // ---- end domains ----
   // The route of the app that custom domain `host` (lower-case, no port, no trailing dot)
   // is attached to, or null (service/domains).
