@@ -33,6 +33,7 @@ bench: build
 	bench/api/run.sh $(BUILD)/kiln
 	BUILD=$(BUILD) bench/sandbox/run.sh
 	BUILD=$(BUILD) bench/deploy/run.sh
+	BUILD=$(BUILD) bench/gateway/run.sh
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'bench/*.cc')
