@@ -216,19 +216,47 @@ int Run(const Config& config) {
 
   gateway::Deps gateway_deps;
   gateway_deps.find = [&service](std::string_view name) { return service.FindRoute(name); };
+  gateway_deps.find_sandbox = [&service](std::string_view id, uint16_t port) {
+    return service.FindSandboxRoute(id, port);
+  };
+  gateway_deps.find_domain = [&service](std::string_view host) {
+    return service.FindDomainRoute(host);
+  };
+  gateway_deps.authorize = [&service](const service::AccessCheck& check) {
+    return service.Authorize(check);
+  };
+  gateway_deps.acme_challenge = [&service](std::string_view token) {
+    return service.AcmeChallenge(token);
+  };
   gateway_deps.wake = [&service](const std::string& app_id) { return service.WakeApp(app_id); };
   gateway_deps.touch = [&service](const std::string& app_id) { service.TouchApp(app_id); };
   gateway_deps.base_domain = config.gateway.base_domain;
   gateway_deps.threads = config.gateway.threads;
+  gateway_deps.connect_timeout = std::chrono::milliseconds(config.gateway.connect_timeout_ms);
+  gateway_deps.upstream_timeout = std::chrono::milliseconds(config.gateway.upstream_timeout_ms);
+  gateway_deps.tunnel_idle = std::chrono::seconds(config.gateway.websocket_idle_seconds);
+  gateway_deps.idle_upstreams = config.gateway.idle_upstreams;
+  gateway_deps.metrics = &metrics;
+  gateway_deps.access_log = config.log.access_log;
+  gateway_deps.access_log_sample_percent = config.log.access_log_sample_percent;
   gateway::Gateway gateway(std::move(gateway_deps));
+  options.takeover = gateway.takeover();
+  service.SetTrafficSource([&gateway](const std::string& app_id) -> json::value {
+    auto t = gateway.TrafficOf(app_id);
+    if (!t) {
+      return nullptr;
+    }
+    json::object by_class;
+    for (size_t i = 0; i < t->by_class.size(); ++i) {
+      by_class[std::to_string(i + 1) + "xx"] = t->by_class[i];
+    }
+    return json::object{{"total", t->requests},   {"byClass", std::move(by_class)},
+                        {"bytesIn", t->bytes_in}, {"bytesOut", t->bytes_out},
+                        {"p50Ms", t->p50_ms},     {"p99Ms", t->p99_ms}};
+  });
 
   auto server = http::Server::Start(
-      options,
-      [&api, &gateway](const http::Request& req, http::Response& res) {
-        if (!gateway.Handle(req, res)) {
-          api.Handle(req, res);
-        }
-      },
+      options, [&api](const http::Request& req, http::Response& res) { api.Handle(req, res); },
       [&api](const Status& s, http::Response& res) { api.ListenerError(s, res); });
   if (!server.ok()) {
     return Fail(server.status());

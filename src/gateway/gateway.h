@@ -1,45 +1,82 @@
 #pragma once
-// gateway: requests for apps, routed by Host (DESIGN.md §6). `{app}.{base_domain}` goes to
-// the app's instance, through a TCP connection opened inside the instance's network
-// namespace; every other host is left to the API.
+// gateway: requests for apps and sandbox ports, routed by Host (DESIGN.md §6).
 //
-// This is the first cut (step 3): each proxied request runs on a worker thread, its request
-// and response bodies are buffered (bounded), and connections to upstreams are not reused.
-// Streaming, keep-alive pools, WebSocket, access policies and TLS come with step 4.
+//   {app}.{base_domain}             the app's current instance
+//   {port}-{sandbox}.{base_domain}  that port of a running sandbox
+//   a custom domain of an app       the app (Service::FindDomainRoute)
+//   anything else                   not the gateway's: the API and dashboard answer it
 //
-// Threading: Handle runs on the server's I/O thread only long enough to match the host and
-// call Deps::find; everything that may wait (waking the app, connecting, the upstream
-// exchange) runs on the gateway's own worker threads, and the answer goes out through the
-// deferred response's stream. Handle may be called from any I/O thread concurrently. The Deps
-// callbacks are called from I/O threads (find) and worker threads (find, wake, touch) at once.
+// The gateway is an http::Takeover: the server parses the request head, and when the Host is
+// the gateway's, the gateway serves the rest of the exchange on the connection's own I/O
+// thread, with no thread hop and no buffering of bodies: the request body streams to the app
+// as it arrives and the response streams back (Content-Length or chunked, SSE included);
+// an Upgrade (WebSocket) becomes a two-way tunnel. Connections to apps are opened inside the
+// instance's network namespace and kept alive in a pool per I/O thread and instance, so a
+// request usually costs four socket operations and no connect.
 //
-// Lifetime: destroying the Gateway waits for the requests it is proxying. Shut the server
-// down first (its grace period lets deferred responses finish), then destroy the Gateway.
+// Per request: the access policy (Deps::authorize), the headers rewritten (hop-by-hop and
+// client X-Kiln-* removed; X-Forwarded-*, X-Kiln-Request-Id and the caller's identity
+// added), a sleeping app woken (Deps::wake, on a worker thread) and the request then
+// answered, timeouts per phase, and errors as 4xx/5xx pages carrying X-Request-Id (JSON, or
+// HTML for browsers). Per app: request counts by status class, a latency histogram and bytes
+// in /metrics, and Traffic() for the API.
+//
+// Threading: every method may be called from any thread. Lifetime: shut the HTTP server
+// down before destroying the Gateway (its requests run on the server's threads).
 
+#include <array>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "core/core.h"
+#include "core/metrics.h"
 #include "http/http.h"
 #include "service/service.h"
 
 namespace kiln::gateway {
 
+using RoutePtr = std::shared_ptr<const service::AppRoute>;
+
 struct Deps {
-  // The route of an app by name (the host's first label), or null.
-  std::function<std::shared_ptr<const service::AppRoute>(std::string_view name)> find;
-  // Thaws a sleeping app (Service::WakeApp).
+  // Routes: an app by name (the host's first label), a sandbox port, a custom domain. Called
+  // on I/O threads: must not block for long (a map read).
+  std::function<RoutePtr(std::string_view name)> find;
+  std::function<RoutePtr(std::string_view sandbox_id, uint16_t port)> find_sandbox;
+  std::function<RoutePtr(std::string_view host)> find_domain;
+  // The access policy (Service::Authorize); null lets every request through.
+  std::function<service::AccessDecision(const service::AccessCheck&)> authorize;
+  // The ACME HTTP-01 key authorization for a token, or empty (Service::AcmeChallenge).
+  std::function<std::string(std::string_view token)> acme_challenge;
+  // Wakes a sleeping app (Service::WakeApp); may block, runs on a worker thread.
   std::function<Status(const std::string& app_id)> wake;
-  // Marks activity of an app (Service::TouchApp).
+  // Marks activity of an app (Service::TouchApp); called at most once a second per route.
   std::function<void(const std::string& app_id)> touch;
+
   std::string base_domain = "localhost";
-  int threads = 32;  // requests proxied at once (one worker thread each); more wait in a queue
-  int64_t response_limit_bytes = 64 << 20;  // larger upstream responses: 502
+  int threads = 32;  // worker threads for waking apps
   std::chrono::milliseconds connect_timeout{5'000};
-  std::chrono::milliseconds response_timeout{60'000};  // whole upstream exchange
+  std::chrono::milliseconds upstream_timeout{60'000};  // response head, and each body read
+  std::chrono::seconds tunnel_idle{3600};              // WebSocket with no traffic
+  int idle_upstreams = 64;      // kept-alive app connections per instance and I/O thread
+  int max_header_fields = 100;  // more in a request: 431
+  Metrics* metrics = nullptr;   // per-app series; null: none
+  bool access_log = false;
+  int access_log_sample_percent = 100;
+};
+
+// Requests the gateway has served for one app (or sandbox), since the server started.
+struct Traffic {
+  uint64_t requests = 0;
+  std::array<uint64_t, 5> by_class{};  // 1xx .. 5xx
+  uint64_t bytes_in = 0;               // request bodies
+  uint64_t bytes_out = 0;              // response bodies
+  double p50_ms = 0;                   // latency to the end of the response, from buckets
+  double p99_ms = 0;
 };
 
 class Gateway {
@@ -49,30 +86,27 @@ class Gateway {
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
 
-  // True when the request's Host is `{label}.{base_domain}` (any port, any case, one trailing
-  // dot allowed): the gateway then answers it, with the app's response or an error page
-  // (404 APP_NOT_FOUND for no such running app; 502 UPSTREAM_FAILED when the app refuses the
-  // connection, closes early, sends a malformed response or one over response_limit_bytes;
-  // 504 UPSTREAM_TIMEOUT past connect_timeout or response_timeout; 503 APP_UNAVAILABLE when
-  // waking fails, SHUTTING_DOWN when the gateway is being destroyed), each carrying
-  // X-Request-Id. Errors are the API's JSON envelope, or a small HTML page for a browser
-  // (Accept with text/html and without application/json). False for every other host: the
-  // API handles it.
-  //
-  // The app gets the request with hop-by-hop headers (and those the Connection header
-  // names) and client-sent X-Kiln-* headers removed; X-Forwarded-For (the client's address
-  // appended), X-Forwarded-Host, X-Forwarded-Proto, X-Kiln-Request-Id (the X-Request-Id of
-  // the answer) and Connection: close added. When connecting fails and the app's route has
-  // been replaced meanwhile (a deploy switched instances), the request is retried once on
-  // the new route. AppRoute::in_flight counts the request while it uses the route.
-  bool Handle(const http::Request& request, http::Response& response);
-
-  // The app label of `host` under `base_domain`, or empty when it is not an app host.
-  static std::string AppLabel(std::string_view host, std::string_view base_domain);
+  // For http::ServerOptions::takeover.
+  std::shared_ptr<http::Takeover> takeover() const;
+  // What the gateway served for app or sandbox `id`; nullopt before its first request.
+  std::optional<Traffic> TrafficOf(const std::string& id) const;
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;
 };
+
+// Where a Host header points, relative to `base_domain`.
+struct HostMatch {
+  enum class Kind { kNone, kApp, kSandbox, kCustom };
+  Kind kind = Kind::kNone;
+  std::string label;  // kApp: the app name; kSandbox: the sandbox id
+  uint16_t port = 0;  // kSandbox: the port
+  std::string host;   // lower-case, without port and trailing dot (kCustom: the domain)
+};
+// kApp for `{name}.{base}` (name: a DNS label), kSandbox for `{port}-sbx_{id}.{base}`,
+// kCustom for another well-formed host name that is not `base` itself, an IP address or
+// `localhost`, kNone for the rest (the API's). Any case, any port, one trailing dot.
+HostMatch MatchHost(std::string_view host_header, std::string_view base_domain);
 
 }  // namespace kiln::gateway

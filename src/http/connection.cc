@@ -270,6 +270,18 @@ asio::awaitable<bool> ServerImpl::Deliver(Worker* worker, Session* session, Sock
 }
 #pragma GCC diagnostic pop
 
+}  // namespace kiln::http::internal
+
+namespace kiln::http {
+
+void Exchange::Watch(Session& other) const { worker->Link(&other); }
+void Exchange::Unwatch(Session& other) const { worker->Unlink(&other); }
+std::string_view Exchange::DateLine() const { return worker->DateLine(); }
+
+}  // namespace kiln::http
+
+namespace kiln::http::internal {
+
 asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket, std::string remote,
                                              bool tls) {
   sessions_.fetch_add(1);
@@ -317,7 +329,9 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket, std:
 
     parser.emplace();
     parser->header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
-    parser->body_limit(static_cast<std::uint64_t>(options_.body_limit_bytes));
+    // The limit applies once the head is known not to be the gateway's (apps take bodies of
+    // any size, streamed); Beast would check a Content-Length against it with the head.
+    parser->body_limit(boost::none);
 
     // Errors from here on are the client's: answer them, then close.
     std::optional<Status> error;
@@ -379,7 +393,26 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket, std:
       }
       if (problem != nullptr) {
         error = Status::InvalidArgument("BAD_REQUEST", problem, "send a valid HTTP/1.1 request");
+      } else if (options_.takeover && options_.takeover->Claims(*parser)) {
+        // The gateway's: it reads the body (streamed), answers, and says whether the
+        // connection goes on.
+        session.idle = false;
+        worker->in_flight.fetch_add(1, std::memory_order_relaxed);
+        http::Exchange exchange{socket,         buffer,         *parser,
+                                session,        request.remote, tls,
+                                shutting_down_, worker,         options_.read_timeout};
+        bool again = co_await options_.takeover->Serve(exchange);
+        worker->in_flight.fetch_sub(1, std::memory_order_relaxed);
+        session.tunnel = false;
+        if (!again || shutting_down_.load(std::memory_order_relaxed)) {
+          break;
+        }
+        continue;
+      } else if (parser->content_length() &&
+                 *parser->content_length() > static_cast<uint64_t>(options_.body_limit_bytes)) {
+        classify(bhttp::error::body_limit);
       } else if (!parser->is_done()) {
+        parser->body_limit(static_cast<std::uint64_t>(options_.body_limit_bytes));
         if (message.version() == 11 &&
             internal::EqualsLower(message[bhttp::field::expect], "100-continue")) {
           static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";

@@ -175,7 +175,7 @@ void ServerImpl::Shutdown() {
     Worker* w = worker.get();
     asio::post(w->ioc, [w] {
       for (Session* s = w->sessions; s != nullptr; s = s->next) {
-        if (s->idle) {
+        if (s->idle || s->tunnel) {
           boost::system::error_code ignored;
           s->socket->cancel(ignored);
         } else if (s->stream != nullptr && s->stream->CloseIfBegun()) {

@@ -67,6 +67,7 @@
 #include "http/http.h"
 #include "http/internal.h"
 #include "http/stream.h"
+#include "http/takeover.h"
 
 namespace kiln::http::internal {
 
@@ -74,10 +75,12 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
-using Executor = asio::io_context::executor_type;
-using Socket = asio::basic_stream_socket<tcp, Executor>;
+using http::CoarseNow;
+using http::Executor;
+using http::Session;
+using http::Socket;
+using http::SteadyTime;
 using Timer = internal::WakeTimer;
-using SteadyTime = std::chrono::steady_clock::time_point;
 using Parser = bhttp::request_parser<bhttp::string_body>;
 
 constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
@@ -129,40 +132,11 @@ void ParseBuffered(Parser& parser, beast::flat_buffer& buffer, Done done,
   }
 }
 
-// Deadlines are whole seconds or more, so the coarse clocks (a few ms resolution, read from
-// the vDSO without touching the TSC) are precise enough, and they are read several times per
-// request.
-inline SteadyTime CoarseNow() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return SteadyTime(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
-}
-
 inline int64_t CoarseUnixSeconds() {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME_COARSE, &ts);
   return ts.tv_sec;
 }
-
-// One connection, as seen by its worker's sweep and by Shutdown. Lives in the frame of the
-// connection's coroutine; used only on its worker's thread.
-struct Session {
-  Socket* socket = nullptr;
-  SteadyTime deadline = SteadyTime::max();
-  bool timed_out = false;  // the sweep cancelled the pending operation
-  bool idle = true;        // waiting for the first byte of a request
-  // While a deferred response is delivered: its stream and the timer that wakes the
-  // connection (both owned by the connection's coroutine).
-  internal::StreamState* stream = nullptr;
-  Timer* wake = nullptr;
-  Session* prev = nullptr;
-  Session* next = nullptr;
-
-  void ExpiresAfter(std::chrono::milliseconds timeout) {
-    deadline = CoarseNow() + timeout;
-    timed_out = false;
-  }
-};
 
 // One I/O thread with its io_context. Members are declared so that the io_context is
 // destroyed first: destroying it destroys suspended connection coroutines, which unlink
@@ -178,6 +152,7 @@ struct Worker {
   std::thread thread;
 
   void Link(Session* session) {
+    session->prev = nullptr;
     session->next = sessions;
     if (sessions != nullptr) {
       sessions->prev = session;
@@ -193,6 +168,9 @@ struct Worker {
     if (session->next != nullptr) {
       session->next->prev = session->prev;
     }
+    // A session may be linked again later (an upstream connection reused from the pool).
+    session->prev = nullptr;
+    session->next = nullptr;
   }
   std::string_view DateLine() {
     int64_t second = CoarseUnixSeconds();

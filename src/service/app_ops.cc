@@ -96,6 +96,7 @@ const char* kAppSchema = R"js({"type": "object", "properties": {
     "releasesBytes": {"type": "integer", "description": "disk used by the releases kept"},
     "restarts": {"type": "integer", "description": "times the app's process exited and was started again"},
     "stats": {"type": ["object", "null"], "description": "get only, while running: cpuSeconds, memoryBytes, memoryLimitBytes, pids, oomKills, restarts"},
+    "requests": {"type": ["object", "null"], "description": "get only: what the gateway served since the server started: total, byClass {1xx..5xx}, bytesIn, bytesOut, p50Ms, p99Ms"},
     "createdAt": {"type": "string"}, "updatedAt": {"type": "string"}}})js";
 
 std::string AppOnly(const std::string& extra = {}) { return AppOnlyWith(extra); }

@@ -256,6 +256,9 @@ json::object AppManager::AppJson(const store::App& app, bool with_stats) {
     }
   }
   out["stats"] = stats;
+  if (with_stats) {
+    out["requests"] = traffic_ ? traffic_(app.id) : json::value(nullptr);
+  }
   return out;
 }
 

@@ -140,6 +140,11 @@ class AppManager {
   Status WakeById(const std::string& app_id);
   void Touch(const std::string& app_id);
   void SetListenPort(uint16_t port) { listen_port_ = port; }
+  // The gateway's request counts of an app as JSON (Service::SetTrafficSource); set once at
+  // start-up, before requests arrive.
+  void SetTrafficSource(std::function<json::value(const std::string& app_id)> source) {
+    traffic_ = std::move(source);
+  }
   // Called by env operations after a change: masking follows the new secret values.
   void RefreshSecrets(const std::string& app_id);
 
@@ -201,6 +206,7 @@ class AppManager {
 
   const Deps& deps_;
   std::string examples_dir_;
+  std::function<json::value(const std::string& app_id)> traffic_;
   std::atomic<uint16_t> listen_port_{
       0};  // 0: the port in server.listen  // starters (apps.examples_dir, resolved at Start)
   std::array<std::mutex, 64> locks_;

@@ -195,6 +195,9 @@ class Service {
   void TouchApp(const std::string& app_id);
   // The port the listener got (apps' URLs name it; the config may say port 0).
   void SetListenPort(uint16_t port);
+  // Where GET /v1/apps/{app} finds the gateway's request counts of an app (`requests`:
+  // null before the first request). Set once at start-up.
+  void SetTrafficSource(std::function<json::value(const std::string& app_id)> source);
 
   const std::vector<Operation>& operations() const { return operations_; }
   const Operation* Find(std::string_view name) const;

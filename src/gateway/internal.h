@@ -1,0 +1,109 @@
+#pragma once
+// Module-private: the gateway's pieces shared by its .cc files. gateway.cc: Gateway, the
+// takeover's Claims, per-app traffic; proxy.cc: serving one request; pool.cc: kept-alive
+// connections to apps; pages.cc: error answers; headers.cc: header rewriting.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+
+#include "core/worker_pool.h"
+#include "gateway/gateway.h"
+#include "http/takeover.h"
+
+namespace kiln::gateway::internal {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
+
+// ---- Per-app traffic (gateway.cc) ----
+struct AppCounters {
+  std::atomic<uint64_t> requests{0};
+  std::array<std::atomic<uint64_t>, 5> by_class{};
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> bytes_out{0};
+  HistogramSeries* latency = nullptr;  // in Deps::metrics, or owned below
+  std::unique_ptr<HistogramSeries> own_latency;
+  CounterSeries* metric_class[5] = {};
+  CounterSeries* metric_in = nullptr;
+  CounterSeries* metric_out = nullptr;
+};
+
+// ---- An open connection to an app (pool.cc) ----
+struct Upstream {
+  explicit Upstream(const http::Executor& executor) : socket(executor) {}
+  http::Socket socket;
+  beast::flat_buffer buffer;  // read past the last response (nothing, when kept alive)
+  http::Session session;      // its deadline, under the worker's sweep while in use
+  std::string key;            // instance id and port
+  std::chrono::steady_clock::time_point idle_since;
+  bool reused = false;  // came from the pool: it may have been closed by the app meanwhile
+};
+
+// Kept-alive connections of this I/O thread (thread-local: a connection lives on one
+// io_context, and each I/O thread runs one). Get answers a live one or null; Put keeps one
+// (up to `limit` per key, for at most kIdleTime).
+std::unique_ptr<Upstream> PoolGet(const std::string& key);
+void PoolPut(std::unique_ptr<Upstream> upstream, int limit);
+
+// ---- Error answers (pages.cc) ----
+// The HTTP status for an error the gateway answers itself.
+int HttpStatus(const Status& why);
+// A whole response: status line, headers (with X-Request-Id, Date, Connection: close unless
+// keep_alive) and a JSON error envelope, or an HTML page when `html`.
+std::string ErrorResponse(const Status& why, bool html, std::string_view request_id,
+                          bool keep_alive, std::string_view date_line,
+                          std::string_view extra_headers = {});
+bool WantsHtml(std::string_view accept);
+Status NotFound(const HostMatch& match);
+Status UpstreamFailed(const service::AppRoute& route, std::string message);
+Status UpstreamTimeout(const service::AppRoute& route, std::chrono::milliseconds timeout,
+                       std::string_view what);
+
+// ---- Header rewriting (headers.cc) ----
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+bool StartsWithIgnoreCase(std::string_view text, std::string_view prefix);
+// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+bool IsHopByHop(std::string_view name);
+// True when the comma-separated list `list` holds `token` (any case).
+bool ListHas(std::string_view list, std::string_view token);
+// The Cookie header without Kiln's own cookies (service::kKilnCookiePrefix); empty when
+// nothing is left.
+std::string StripKilnCookies(std::string_view cookie);
+// "203.0.113.7:5123" -> "203.0.113.7"; "[::1]:5123" -> "::1".
+std::string_view ClientIp(std::string_view remote);
+// The target without the kiln_token query parameter (share URLs redirect there).
+std::string WithoutToken(std::string_view target);
+// The kiln_token query parameter's value (percent-decoded), or empty.
+std::string QueryToken(std::string_view target);
+
+// ---- The gateway's state (gateway.cc), shared with proxy.cc ----
+struct Shared {
+  explicit Shared(Deps d);
+  Deps deps;
+  WorkerPool wakers;
+  mutable std::mutex traffic_mu;
+  std::map<std::string, std::unique_ptr<AppCounters>, std::less<>> traffic;
+  std::atomic<uint64_t> sample{0};
+
+  // The counters of the route's app or sandbox, made (and registered in the metrics) on its
+  // first request. Cached per thread: the common path takes no lock.
+  AppCounters& CountersFor(const service::AppRoute& route);
+};
+
+// Serves one request (proxy.cc).
+asio::awaitable<bool> Serve(Shared& shared, http::Exchange& exchange, HostMatch match);
+
+}  // namespace kiln::gateway::internal

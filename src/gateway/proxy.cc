@@ -1,0 +1,812 @@
+// Serving one request for an app, on the client connection's I/O thread: route, access,
+// wake, then the exchange with the app over a pooled connection, with both bodies streamed.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+
+#include "core/ids.h"
+#include "core/log.h"
+#include "gateway/internal.h"
+#include "runtime/runtime.h"
+
+// GCC 12 reports a false -Wmismatched-new-delete on coroutine frames (allocated and freed by
+// Asio's awaitable_frame_base operators); see also http/connection.cc.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+namespace kiln::gateway::internal {
+namespace {
+
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+using RequestBodyParser = bhttp::request_parser<bhttp::buffer_body>;
+using ResponseParser = bhttp::response_parser<bhttp::buffer_body>;
+
+constexpr uint32_t kUpstreamHeaderLimit = 64u << 10;
+constexpr size_t kPiece = 64 << 10;  // the most body bytes read or written at once
+constexpr std::string_view kAcmePath = "/.well-known/acme-challenge/";
+constexpr std::chrono::milliseconds kLingerTime{2000};
+
+// Reads and discards what the client still sends for a moment, so that closing the socket
+// does not reset the connection before the client has read our answer.
+asio::awaitable<void> Linger(http::Exchange& ex) {
+  boost::system::error_code ec;
+  ex.client.shutdown(tcp::socket::shutdown_send, ec);
+  ex.session.ExpiresAfter(kLingerTime);
+  char sink[4096];
+  size_t total = 0;
+  while (total < (1u << 20)) {
+    auto [read_ec, n] = co_await ex.client.async_read_some(asio::buffer(sink), kAsTuple);
+    if (read_ec) {
+      break;
+    }
+    total += n;
+  }
+}
+
+// Writes a whole answer of the gateway's own. True when the connection may go on.
+asio::awaitable<bool> Answer(http::Exchange& ex, std::string response, bool keep_alive) {
+  ex.session.ExpiresAfter(ex.read_timeout);
+  auto [ec, n] = co_await asio::async_write(ex.client, asio::buffer(response), kAsTuple);
+  (void)n;
+  if (!ec && !keep_alive) {
+    co_await Linger(ex);
+  }
+  co_return !ec && keep_alive;
+}
+
+// Runs `work` on the gateway's worker threads and resumes on the calling I/O thread.
+asio::awaitable<Status> Offload(WorkerPool& pool, std::function<Status()> work) {
+  auto executor = co_await asio::this_coro::executor;
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Status)>(
+      [&pool, executor, work = std::move(work)](auto handler) mutable {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        bool queued = pool.Submit([shared, executor, work = std::move(work)] {
+          Status status = work();
+          asio::post(executor, [shared, status]() mutable { (*shared)(status); });
+        });
+        if (!queued) {
+          asio::post(executor, [shared]() mutable {
+            (*shared)(Status::Unavailable("SHUTTING_DOWN", "the server is stopping",
+                                          "retry in a moment"));
+          });
+        }
+      },
+      asio::use_awaitable);
+}
+
+// Holds a route's in_flight count while a request uses it, so a deploy can wait for the old
+// instance to drain before stopping it.
+class InFlight {
+ public:
+  InFlight() = default;
+  ~InFlight() { Release(); }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+  void Hold(RoutePtr route) {
+    Release();
+    route_ = std::move(route);
+    route_->in_flight.fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  void Release() {
+    if (route_) {
+      route_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+      route_.reset();
+    }
+  }
+  RoutePtr route_;
+};
+
+// An upstream under the worker's deadline sweep for as long as the request uses it.
+class Watched {
+ public:
+  Watched(http::Exchange& ex, std::unique_ptr<Upstream> upstream)
+      : ex_(ex), upstream_(std::move(upstream)) {
+    upstream_->session.socket = &upstream_->socket;
+    upstream_->session.idle = false;
+    ex_.Watch(upstream_->session);
+  }
+  ~Watched() {
+    if (upstream_) {
+      ex_.Unwatch(upstream_->session);
+    }
+  }
+  Watched(const Watched&) = delete;
+  Watched& operator=(const Watched&) = delete;
+  Upstream* operator->() { return upstream_.get(); }
+  Upstream& operator*() { return *upstream_; }
+  // Back to the pool: out of the sweep, no deadline.
+  std::unique_ptr<Upstream> Release() {
+    ex_.Unwatch(upstream_->session);
+    upstream_->session.tunnel = false;
+    upstream_->session.NoDeadline();
+    return std::move(upstream_);
+  }
+
+ private:
+  http::Exchange& ex_;
+  std::unique_ptr<Upstream> upstream_;
+};
+
+// Feeds a parser the bytes already buffered, without a trip to the socket. Body bytes land in
+// the parser's buffer_body; answers how many. `ec` gets parse errors (not need_more or
+// need_buffer).
+template <typename Parser>
+size_t ParseBuffered(Parser& parser, beast::flat_buffer& buffer, char* data, size_t size,
+                     boost::system::error_code& ec) {
+  parser.get().body().data = data;
+  parser.get().body().size = size;
+  while (buffer.size() > 0 && !parser.is_done() && parser.get().body().size > 0) {
+    size_t used = parser.put(buffer.data(), ec);
+    buffer.consume(used);
+    if (ec == bhttp::error::need_more || ec == bhttp::error::need_buffer) {
+      ec = {};
+      break;
+    }
+    if (ec || used == 0) {
+      break;
+    }
+  }
+  return size - parser.get().body().size;
+}
+
+// Appends "<hex size>\r\n" for a chunk of `n` bytes.
+void ChunkHead(std::string& out, size_t n) {
+  char hex[24];
+  int len = std::snprintf(hex, sizeof(hex), "%zx\r\n", n);
+  out.append(hex, static_cast<size_t>(len));
+}
+
+bool StatusHasBody(int status) { return status >= 200 && status != 204 && status != 304; }
+
+struct Record {
+  Record(Shared& s, http::Exchange& e) : shared(s), ex(e) {}
+  Record(const Record&) = delete;
+  Record& operator=(const Record&) = delete;
+  Shared& shared;
+  http::Exchange& ex;
+  AppCounters* counters = nullptr;
+  std::string_view app;
+  std::string target;
+  std::string method;
+  std::string request_id;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  int status = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+
+  ~Record() {
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (counters != nullptr && status != 0) {
+      counters->requests.fetch_add(1, std::memory_order_relaxed);
+      int cls = std::clamp(status / 100, 1, 5) - 1;
+      counters->by_class[cls].fetch_add(1, std::memory_order_relaxed);
+      counters->bytes_in.fetch_add(bytes_in, std::memory_order_relaxed);
+      counters->bytes_out.fetch_add(bytes_out, std::memory_order_relaxed);
+      counters->latency->Observe(seconds);
+      if (counters->metric_class[cls] != nullptr) {
+        counters->metric_class[cls]->Add();
+        counters->metric_in->Add(static_cast<double>(bytes_in));
+        counters->metric_out->Add(static_cast<double>(bytes_out));
+      }
+    }
+    const Deps& deps = shared.deps;
+    if (deps.access_log && shared.sample.fetch_add(1, std::memory_order_relaxed) % 100 <
+                               static_cast<uint64_t>(deps.access_log_sample_percent)) {
+      log::Info("gateway request", {{"request_id", request_id},
+                                    {"app", std::string(app)},
+                                    {"method", method},
+                                    {"target", WithoutToken(target)},
+                                    {"status", static_cast<int64_t>(status)},
+                                    {"ms", seconds * 1000},
+                                    {"bytes_in", static_cast<int64_t>(bytes_in)},
+                                    {"bytes_out", static_cast<int64_t>(bytes_out)},
+                                    {"remote", std::string(ex.remote)}});
+    }
+  }
+};
+
+// Opens a connection to the route's app inside its network namespace.
+asio::awaitable<Result<std::unique_ptr<Upstream>>> Connect(const Shared& shared, http::Exchange& ex,
+                                                           const service::AppRoute& route) {
+  auto made = runtime::SocketInNetns(route.netns_path);
+  if (!made.ok()) {
+    co_return UpstreamFailed(route, "cannot reach the app: " + made.status().message());
+  }
+  auto upstream = std::make_unique<Upstream>(ex.client.get_executor());
+  boost::system::error_code ec;
+  upstream->socket.assign(tcp::v4(), *made, ec);
+  if (ec) {
+    ::close(*made);
+    co_return UpstreamFailed(route, "cannot use the socket: " + ec.message());
+  }
+  upstream->key = route.instance_id + ":" + std::to_string(route.port);
+  upstream->session.socket = &upstream->socket;
+  upstream->session.idle = false;
+  upstream->session.ExpiresAfter(shared.deps.connect_timeout);
+  ex.Watch(upstream->session);
+  auto [connect_ec] = co_await upstream->socket.async_connect(
+      tcp::endpoint(asio::ip::address_v4::loopback(), route.port), kAsTuple);
+  ex.Unwatch(upstream->session);
+  if (connect_ec) {
+    if (upstream->session.timed_out) {
+      co_return UpstreamTimeout(route, shared.deps.connect_timeout, "accept the connection");
+    }
+    co_return UpstreamFailed(route, "the app refused the connection on port " +
+                                        std::to_string(route.port) + ": " + connect_ec.message());
+  }
+  upstream->socket.set_option(tcp::no_delay(true), ec);
+  co_return upstream;
+}
+
+// Copies bytes from `from` to `to` until either side ends or `from` is idle past the
+// deadline (a WebSocket or another upgraded protocol).
+asio::awaitable<void> Pump(http::Socket& from, http::Session& from_session, http::Socket& to,
+                           std::chrono::milliseconds idle) {
+  std::unique_ptr<char[]> data(new char[kPiece]);
+  while (true) {
+    from_session.ExpiresAfter(idle);
+    auto [read_ec, n] = co_await from.async_read_some(asio::buffer(data.get(), kPiece), kAsTuple);
+    if (read_ec) {
+      break;
+    }
+    auto [write_ec, written] =
+        co_await asio::async_write(to, asio::buffer(data.get(), n), kAsTuple);
+    (void)written;
+    if (write_ec) {
+      break;
+    }
+  }
+  boost::system::error_code ec;
+  to.shutdown(tcp::socket::shutdown_send, ec);
+}
+
+}  // namespace
+
+asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match) {
+  const Deps& deps = shared.deps;
+  auto& req = ex.parser.get();
+  Record record(shared, ex);
+  record.request_id = NewRequestId();
+  record.target = std::string(req.target());
+  record.method = std::string(req.method_string());
+  const std::string& request_id = record.request_id;
+  bool body_pending = !ex.parser.is_done();
+  bool keep_alive = req.keep_alive() && !ex.shutting_down.load(std::memory_order_relaxed);
+  bool html = WantsHtml(req[bhttp::field::accept]);
+  std::string_view date = ex.DateLine();
+
+  // Answers an error of the gateway's own; the connection goes on only when no request body
+  // is left unread.
+  auto fail = [&](const Status& why, std::string_view extra = {}) {
+    record.status = HttpStatus(why);
+    bool again = keep_alive && !body_pending;
+    return Answer(ex, ErrorResponse(why, html, request_id, again, date, extra), again);
+  };
+
+  // ACME HTTP-01: the CA fetches the key authorization from the domain being validated.
+  if (deps.acme_challenge && req.method() == bhttp::verb::get &&
+      req.target().starts_with(kAcmePath)) {
+    std::string answer = deps.acme_challenge(req.target().substr(kAcmePath.size()));
+    if (!answer.empty()) {
+      record.status = 200;
+      std::string out =
+          "HTTP/1.1 200 OK\r\n" + std::string(date) +
+          "Content-Type: text/plain\r\nContent-Length: " + std::to_string(answer.size()) +
+          "\r\nX-Request-Id: " + request_id + "\r\n" + (keep_alive ? "" : "Connection: close\r\n") +
+          "\r\n" + answer;
+      co_return co_await Answer(ex, std::move(out), keep_alive && !body_pending);
+    }
+  }
+
+  size_t fields = 0;
+  for (auto it = req.begin(); it != req.end(); ++it) {
+    ++fields;
+  }
+  if (fields > static_cast<size_t>(deps.max_header_fields)) {
+    keep_alive = false;
+    co_return co_await fail(Status::InvalidArgument(
+        "HEADERS_TOO_LARGE",
+        "the request has " + std::to_string(fields) + " header fields; at most " +
+            std::to_string(deps.max_header_fields) + " are accepted",
+        "send fewer headers"));
+  }
+
+  RoutePtr route;
+  switch (match.kind) {
+    case HostMatch::Kind::kApp:
+      route = deps.find(match.label);
+      break;
+    case HostMatch::Kind::kSandbox:
+      route = deps.find_sandbox ? deps.find_sandbox(match.label, match.port) : nullptr;
+      break;
+    case HostMatch::Kind::kCustom:
+      route = deps.find_domain ? deps.find_domain(match.host) : nullptr;
+      break;
+    case HostMatch::Kind::kNone:
+      break;
+  }
+  if (!route) {
+    co_return co_await fail(NotFound(match));
+  }
+  record.app = route->name;
+  record.counters = &shared.CountersFor(*route);
+
+  // Access policy.
+  service::AccessDecision access;
+  if (deps.authorize) {
+    std::string query_token = QueryToken(req.target());
+    service::AccessCheck check{route->access_policy,
+                               route->workspace_id,
+                               route->app_id,
+                               req[bhttp::field::authorization],
+                               req[bhttp::field::cookie],
+                               query_token};
+    access = deps.authorize(check);
+    if (access.status == 302) {
+      record.status = 302;
+      std::string location = WithoutToken(req.target());
+      std::string out =
+          "HTTP/1.1 302 Found\r\n" + std::string(date) + "Location: " + location +
+          "\r\nSet-Cookie: " + access.set_cookie +
+          "\r\nCache-Control: no-store\r\nContent-Length: 0\r\nX-Request-Id: " + request_id +
+          "\r\n" + (keep_alive && !body_pending ? "" : "Connection: close\r\n") + "\r\n";
+      co_return co_await Answer(ex, std::move(out), keep_alive && !body_pending);
+    }
+    if (access.status != 200) {
+      std::string extra;
+      if (access.status == 401) {
+        extra = "WWW-Authenticate: Bearer realm=\"kiln\"\r\n";
+      }
+      co_return co_await fail(access.error, extra);
+    }
+  }
+
+  // A sleeping app: wake it (on a worker: thawing or starting may take a while), then use
+  // its new route.
+  if (route->sleeping) {
+    if (!deps.wake) {
+      co_return co_await fail(
+          Status::Unavailable("APP_UNAVAILABLE", route->name + " is asleep",
+                              "wake it with POST /v1/apps/" + route->name + "/wake"));
+    }
+    std::string app_id = route->app_id;
+    Status woke = co_await Offload(shared.wakers, [&deps, app_id] { return deps.wake(app_id); });
+    RoutePtr awake = match.kind == HostMatch::Kind::kCustom ? deps.find_domain(match.host)
+                                                            : deps.find(match.label);
+    if (!woke.ok() || !awake || awake->sleeping) {
+      co_return co_await fail(Status::Unavailable(
+          "APP_UNAVAILABLE",
+          route->name + " could not be woken" + (woke.ok() ? "" : ": " + woke.message()),
+          "look at `kiln logs " + route->name + "`, or start it with `kiln apps start " +
+              route->name + "`"));
+    }
+    route = std::move(awake);
+  }
+  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count();
+  if (deps.touch && now_ms - route->touched_ms.load(std::memory_order_relaxed) >= 1000) {
+    route->touched_ms.store(now_ms, std::memory_order_relaxed);
+    if (!route->sandbox) {
+      deps.touch(route->app_id);
+    }
+  }
+  InFlight in_flight;
+  in_flight.Hold(route);
+
+  // The request head as the app sees it.
+  bool upgrade = ex.parser.upgrade();
+  bool chunked_request = ex.parser.chunked();
+  std::string_view connection = req[bhttp::field::connection];
+  std::string head;
+  head.reserve(1024);
+  head += req.method_string();
+  head += ' ';
+  head += req.target();
+  head += " HTTP/1.1\r\n";
+  std::string forwarded_for;
+  std::string_view host_header;
+  for (const auto& field : req) {
+    std::string_view name = field.name_string();
+    std::string_view value = field.value();
+    switch (field.name()) {
+      case bhttp::field::content_length:
+      case bhttp::field::expect:
+        continue;
+      case bhttp::field::host:
+        host_header = value;
+        break;
+      case bhttp::field::authorization:
+        if (access.strip_authorization) {
+          continue;
+        }
+        break;
+      case bhttp::field::cookie: {
+        std::string kept = StripKilnCookies(value);
+        if (!kept.empty()) {
+          head += "Cookie: ";
+          head += kept;
+          head += "\r\n";
+        }
+        continue;
+      }
+      default:
+        if (EqualsIgnoreCase(name, "x-forwarded-for")) {
+          forwarded_for += forwarded_for.empty() ? "" : ", ";
+          forwarded_for += value;
+          continue;
+        }
+        if (IsHopByHop(name) || StartsWithIgnoreCase(name, "x-kiln-") ||
+            EqualsIgnoreCase(name, "x-forwarded-host") ||
+            EqualsIgnoreCase(name, "x-forwarded-proto") ||
+            (!connection.empty() && ListHas(connection, name))) {
+          continue;
+        }
+    }
+    head += name;
+    head += ": ";
+    head += value;
+    head += "\r\n";
+  }
+  std::string_view client_ip = ClientIp(ex.remote);
+  forwarded_for += forwarded_for.empty() ? "" : ", ";
+  forwarded_for += client_ip;
+  head += "X-Forwarded-For: " + forwarded_for + "\r\nX-Forwarded-Host: ";
+  head += host_header;
+  head += ex.tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n";
+  head += "X-Kiln-Request-Id: " + request_id + "\r\n";
+  if (!access.user_id.empty()) {
+    head += "X-Kiln-User-Id: " + access.user_id + "\r\nX-Kiln-Workspace: " + access.workspace +
+            "\r\nX-Kiln-Auth: " + access.auth_token + "\r\n";
+  }
+  if (upgrade) {
+    head += "Connection: Upgrade\r\nUpgrade: ";
+    head += req[bhttp::field::upgrade];
+    head += "\r\n";
+  }
+  if (chunked_request) {
+    head += "Transfer-Encoding: chunked\r\n";
+  } else if (auto length = ex.parser.content_length()) {
+    head += "Content-Length: " + std::to_string(*length) + "\r\n";
+  }
+  head += "\r\n";
+  bool expects_continue = body_pending && req.version() == 11 &&
+                          EqualsIgnoreCase(req[bhttp::field::expect], "100-continue");
+  bool head_request = req.method() == bhttp::verb::head;
+  bool http10 = req.version() == 10;
+
+  // Connect (a pooled connection first), send the request, read the response head. A pooled
+  // connection the app closed meanwhile fails before any answer: a request with no body is
+  // then sent again on a fresh one, as nginx does.
+  std::optional<Watched> up;
+  std::optional<ResponseParser> rp;
+  std::optional<RequestBodyParser> body;
+  std::unique_ptr<char[]> piece;
+  for (int attempt = 0;; ++attempt) {
+    std::string key = route->instance_id + ":" + std::to_string(route->port);
+    std::unique_ptr<Upstream> conn = attempt == 0 ? PoolGet(key) : nullptr;
+    if (!conn) {
+      auto connected = co_await Connect(shared, ex, *route);
+      if (!connected.ok()) {
+        // A deploy may have switched the app to a new instance meanwhile: try that one.
+        RoutePtr now = match.kind == HostMatch::Kind::kApp ? deps.find(match.label) : nullptr;
+        if (attempt == 0 && now && now != route && !now->sleeping) {
+          route = std::move(now);
+          in_flight.Hold(route);
+          continue;
+        }
+        co_return co_await fail(connected.status());
+      }
+      conn = std::move(*connected);
+    }
+    up.emplace(ex, std::move(conn));
+    (*up)->session.ExpiresAfter(deps.upstream_timeout);
+    auto [write_ec, written] =
+        co_await asio::async_write((*up)->socket, asio::buffer(head), kAsTuple);
+    (void)written;
+    bool sent = !write_ec;
+    if (sent && body_pending) {
+      if (expects_continue) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        ex.session.ExpiresAfter(ex.read_timeout);
+        auto [ec, n] = co_await asio::async_write(ex.client, asio::buffer(kContinue), kAsTuple);
+        (void)n;
+        if (ec) {
+          co_return false;
+        }
+      }
+      body.emplace(std::move(ex.parser));
+      body->body_limit(boost::none);
+      piece.reset(new char[kPiece]);
+      std::string frame;
+      while (!body->is_done()) {
+        body->get().body().data = piece.get();
+        body->get().body().size = kPiece;
+        ex.session.ExpiresAfter(ex.read_timeout);
+        auto [read_ec, n] = co_await bhttp::async_read_some(ex.client, ex.buffer, *body, kAsTuple);
+        (void)n;
+        if (read_ec == bhttp::error::need_buffer) {
+          read_ec = {};
+        }
+        size_t got = kPiece - body->get().body().size;
+        if (read_ec) {
+          if (ex.session.timed_out) {
+            keep_alive = false;
+            body_pending = false;  // nothing more will be read: answer and close
+            co_return co_await fail(Status(Code::kTimeout, "REQUEST_TIMEOUT",
+                                           "the request body did not arrive in time",
+                                           "send the whole body promptly"));
+          }
+          if (read_ec == bhttp::error::end_of_stream || read_ec == bhttp::error::partial_message ||
+              read_ec == asio::error::eof || read_ec == asio::error::connection_reset) {
+            co_return false;  // the client went away
+          }
+          keep_alive = false;
+          body_pending = false;
+          co_return co_await fail(
+              Status::InvalidArgument("BAD_REQUEST", "malformed request body: " + read_ec.message(),
+                                      "send a valid HTTP/1.1 request"));
+        }
+        if (got == 0) {
+          continue;
+        }
+        record.bytes_in += got;
+        std::array<asio::const_buffer, 3> out{};
+        size_t count = 0;
+        frame.clear();
+        if (chunked_request) {
+          ChunkHead(frame, got);
+          out[count++] = asio::buffer(frame);
+        }
+        out[count++] = asio::buffer(piece.get(), got);
+        if (chunked_request) {
+          out[count++] = asio::buffer("\r\n", 2);
+        }
+        (*up)->session.ExpiresAfter(deps.upstream_timeout);
+        auto [body_ec, body_n] = co_await asio::async_write((*up)->socket, out, kAsTuple);
+        (void)body_n;
+        if (body_ec) {
+          sent = false;
+          break;
+        }
+      }
+      body_pending = !body->is_done();
+      if (sent && chunked_request) {
+        (*up)->session.ExpiresAfter(deps.upstream_timeout);
+        auto [end_ec, end_n] =
+            co_await asio::async_write((*up)->socket, asio::buffer("0\r\n\r\n", 5), kAsTuple);
+        (void)end_n;
+        sent = !end_ec;
+      }
+    }
+    // The response head. Interim answers (100, 103) are not passed on.
+    boost::system::error_code read_ec;
+    while (true) {
+      rp.emplace();
+      rp->header_limit(kUpstreamHeaderLimit);
+      rp->body_limit(boost::none);
+      rp->skip(head_request);
+      (*up)->session.ExpiresAfter(deps.upstream_timeout);
+      auto [ec, n] = co_await bhttp::async_read_header((*up)->socket, (*up)->buffer, *rp, kAsTuple);
+      (void)n;
+      read_ec = ec;
+      int status = read_ec ? 0 : rp->get().result_int();
+      if (read_ec || status < 100 || status >= 200 || status == 101) {
+        break;
+      }
+    }
+    if (!read_ec) {
+      break;
+    }
+    bool timed_out = (*up)->session.timed_out;
+    bool retry = attempt == 0 && (*up)->reused && !body && !timed_out;
+    up.reset();
+    if (retry) {
+      continue;
+    }
+    if (timed_out) {
+      co_return co_await fail(UpstreamTimeout(*route, deps.upstream_timeout, "answer"));
+    }
+    co_return co_await fail(UpstreamFailed(
+        *route, sent ? "the app closed the connection without an answer (" + read_ec.message() + ")"
+                     : "the app closed the connection while the request was "
+                       "being sent"));
+  }
+
+  auto& res = rp->get();
+  int status = res.result_int();
+  record.status = status;
+  bool switching = status == 101 && upgrade;
+  if (status == 101 && !upgrade) {
+    co_return co_await fail(UpstreamFailed(*route, "the app switched protocols unasked"));
+  }
+  // Framing towards the client: the app's length, or chunks (re-framed piece by piece) when
+  // the app sends chunked or until-close; HTTP/1.0 clients get until-close.
+  bool response_body = !head_request && StatusHasBody(status);
+  auto length = rp->content_length();
+  bool chunk_out = response_body && !length && !http10;
+  bool client_again =
+      keep_alive && !body_pending && !switching && (length || !response_body || chunk_out);
+  std::string out;
+  out.reserve(512);
+  out += "HTTP/1.1 ";
+  out += std::to_string(status);
+  out += ' ';
+  out += res.reason().empty() ? http::StatusReason(status) : std::string_view(res.reason());
+  out += "\r\n";
+  std::string_view res_connection = res[bhttp::field::connection];
+  bool has_date = false;
+  for (const auto& field : res) {
+    std::string_view name = field.name_string();
+    switch (field.name()) {
+      case bhttp::field::content_length:
+        if (head_request || !response_body) {
+          break;  // HEAD and 304 carry the length the body would have
+        }
+        continue;
+      case bhttp::field::upgrade:
+        if (switching) {
+          break;
+        }
+        continue;
+      case bhttp::field::date:
+        has_date = true;
+        break;
+      default:
+        if (IsHopByHop(name) || EqualsIgnoreCase(name, "x-request-id") ||
+            (!res_connection.empty() && ListHas(res_connection, name))) {
+          continue;
+        }
+    }
+    out += name;
+    out += ": ";
+    out += field.value();
+    out += "\r\n";
+  }
+  if (!has_date) {
+    out += date;
+  }
+  out += "X-Request-Id: " + request_id + "\r\n";
+  if (switching) {
+    out += "Connection: Upgrade\r\n";
+  } else if (length && response_body) {
+    out += "Content-Length: " + std::to_string(*length) + "\r\n";
+  } else if (chunk_out) {
+    out += "Transfer-Encoding: chunked\r\n";
+  }
+  if (!client_again && !switching) {
+    out += "Connection: close\r\n";
+  }
+  out += "\r\n";
+
+  if (switching) {
+    // A WebSocket (or another upgraded protocol): from here on, bytes both ways.
+    ex.session.tunnel = true;
+    (*up)->session.tunnel = true;
+    std::array<asio::const_buffer, 2> first{asio::buffer(out), (*up)->buffer.data()};
+    ex.session.ExpiresAfter(ex.read_timeout);
+    auto [ec, n] = co_await asio::async_write(ex.client, first, kAsTuple);
+    (void)n;
+    (*up)->buffer.consume((*up)->buffer.size());
+    if (ec) {
+      co_return false;
+    }
+    if (ex.buffer.size() > 0) {
+      (*up)->session.ExpiresAfter(deps.upstream_timeout);
+      auto [up_ec, up_n] = co_await asio::async_write((*up)->socket, ex.buffer.data(), kAsTuple);
+      (void)up_n;
+      ex.buffer.consume(ex.buffer.size());
+      if (up_ec) {
+        co_return false;
+      }
+    }
+    auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(deps.tunnel_idle);
+    co_await (Pump(ex.client, ex.session, (*up)->socket, idle) ||
+              Pump((*up)->socket, (*up)->session, ex.client, idle));
+    co_return false;
+  }
+
+  // The body, piece by piece; the head goes out with the first piece already buffered.
+  if (!piece && response_body) {
+    size_t size = length ? static_cast<size_t>(std::min<uint64_t>(*length, kPiece)) : kPiece;
+    piece.reset(new char[std::max<size_t>(size, 1)]);
+  }
+  size_t piece_size = piece ? (length ? std::min<uint64_t>(*length, kPiece) : kPiece) : 0;
+  piece_size = std::max<size_t>(piece_size, 1);
+  bool streaming = !length;  // SSE and other open-ended bodies
+  if (streaming) {
+    ex.session.tunnel = true;
+    (*up)->session.tunnel = true;
+  }
+  bool head_sent = false;
+  bool upstream_ok = true;
+  std::string frame;
+  while (true) {
+    size_t got = 0;
+    boost::system::error_code ec;
+    if (response_body && !rp->is_done()) {
+      got = ParseBuffered(*rp, (*up)->buffer, piece.get(), piece_size, ec);
+      if (!ec && got == 0 && !rp->is_done() && head_sent) {
+        rp->get().body().data = piece.get();
+        rp->get().body().size = piece_size;
+        (*up)->session.ExpiresAfter(deps.upstream_timeout);
+        auto [read_ec, n] =
+            co_await bhttp::async_read_some((*up)->socket, (*up)->buffer, *rp, kAsTuple);
+        (void)n;
+        ec = read_ec == bhttp::error::need_buffer ? boost::system::error_code() : read_ec;
+        got = piece_size - rp->get().body().size;
+      }
+    }
+    bool done = !response_body || rp->is_done();
+    std::array<asio::const_buffer, 4> bufs{};
+    size_t count = 0;
+    if (!head_sent) {
+      bufs[count++] = asio::buffer(out);
+    }
+    frame.clear();
+    if (got > 0) {
+      if (chunk_out) {
+        ChunkHead(frame, got);
+        bufs[count++] = asio::buffer(frame);
+      }
+      bufs[count++] = asio::buffer(piece.get(), got);
+      if (chunk_out) {
+        bufs[count++] = asio::buffer(done && !ec ? "\r\n0\r\n\r\n" : "\r\n", done && !ec ? 7 : 2);
+      }
+    } else if (chunk_out && done && !ec) {
+      bufs[count++] = asio::buffer("0\r\n\r\n", 5);
+    }
+    record.bytes_out += got;
+    if (count > 0) {
+      ex.session.ExpiresAfter(ex.read_timeout);
+      auto [write_ec, n] = co_await asio::async_write(ex.client, bufs, kAsTuple);
+      (void)n;
+      head_sent = true;
+      if (write_ec) {
+        co_return false;  // the client went away; the app's connection is dropped too
+      }
+    }
+    if (ec) {
+      // The app failed mid-response: the client sees a short body and a closed connection.
+      upstream_ok = false;
+      if (!(*up)->session.timed_out) {
+        log::Warn("app closed the connection mid-response",
+                  {{"app", route->name}, {"request_id", request_id}, {"error", ec.message()}});
+      }
+      co_return false;
+    }
+    if (done) {
+      break;
+    }
+  }
+  if (upstream_ok && rp->keep_alive() && !body_pending && deps.idle_upstreams > 0 &&
+      (*up)->buffer.size() == 0) {
+    PoolPut(up->Release(), deps.idle_upstreams);
+  }
+  co_return client_again;
+}
+
+}  // namespace kiln::gateway::internal
