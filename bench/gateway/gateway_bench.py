@@ -594,9 +594,9 @@ class Bench:
               "runs (paths interleaved)" % (a.wrk_threads, a.connections, a.duration, a.runs))
         print()
         print("| path                                    | response    | req/s (median) | p50 ms "
-              "| p99 ms | req/s vs nginx | p99 vs nginx | proxy CPU us/req | failed |")
+              "|  p99 ms | req/s vs nginx | p99 vs nginx | proxy CPU us/req | failed |")
         print("|-----------------------------------------|-------------|---------------:|-------:"
-              "|-------:|---------------:|-------------:|-----------------:|-------:|")
+              "|--------:|---------------:|-------------:|-----------------:|-------:|")
         label = {"direct": "direct (wrk in the app's netns)",
                  "nginx": "nginx proxy in the netns (reference)",
                  "kiln": "kiln gateway (Host: up.localhost)"}
@@ -607,7 +607,7 @@ class Bench:
                 rr = "%.3fx" % (r["rps"] / n["rps"]) if n["rps"] else "-"
                 pr = "%.3fx" % (r["p99_ms"] / n["p99_ms"]) if n["p99_ms"] else "-"
                 cpu = "-" if path == "direct" else "%.1f" % r["proxy_cpu_us_per_request"]
-                print("| %-39s | %-11s | %14.0f | %6.3f | %6.3f | %14s | %12s | %16s | %6d |" % (
+                print("| %-39s | %-11s | %14.0f | %6.3f | %7.3f | %14s | %12s | %16s | %6d |" % (
                     label[path], "%s %s" % (SIZES[size][0], "13 B" if size == "small" else
                                             "64 KiB"), r["rps"] or 0, r["p50_ms"] or 0,
                     r["p99_ms"] or 0, rr, pr, cpu, r["failed"]))

@@ -25,6 +25,7 @@
 #   SKIP_THROUGHPUT / SKIP_WAKE [0]   1 skips that part
 #   RESULTS [bench/results/gateway.json]
 #   NGINX [nginx on PATH, else /usr/sbin/nginx]
+#   KILN_COMMIT [this tree's HEAD]   recorded as the binary's commit, when it was built elsewhere
 set -euo pipefail
 export LC_ALL=C
 
@@ -224,9 +225,13 @@ fi
 
 # --- metadata for the JSON --------------------------------------------------------------------
 
-commit=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+# KILN_COMMIT names the commit the binary was built from when it is not this tree's.
+commit=${KILN_COMMIT:-$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)}
 dirty=false
-[[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]] && dirty=true
+if [[ -z ${KILN_COMMIT:-} && -n $(git -C "$ROOT" status --porcelain --untracked-files=no \
+  2>/dev/null) ]]; then
+  dirty=true
+fi
 meta=$(
   KILN="$KILN" COMMIT="$commit" DIRTY="$dirty" BUSY="$busy_before" NGINX="$NGINX" python3 - <<'EOF'
 import json, os, platform, subprocess, time
