@@ -98,6 +98,7 @@ const auto kKeys = std::to_array<KeySpec>({
     {"sandboxes", "memory_mb_per_workspace",
      [](Config& c) -> FieldPtr { return &c.sandboxes.memory_mb_per_workspace; }, 16, 1 << 30, false,
      "MiB"},
+    {"sandboxes", "port_access", [](Config& c) -> FieldPtr { return &c.sandboxes.port_access; }},
     {"apps", "examples_dir", [](Config& c) -> FieldPtr { return &c.apps.examples_dir; }},
     {"apps", "max_per_workspace", [](Config& c) -> FieldPtr { return &c.apps.max_per_workspace; },
      1, 100000, false, "apps"},
@@ -546,6 +547,11 @@ Status ValidateConfig(const Config& config) {
                      "list base and/or debian, comma-separated; custom templates set poolSize "
                      "when they are created");
     }
+  }
+  const std::string& access = config.sandboxes.port_access;
+  if (access != "public" && access != "workspace" && access != "token") {
+    return Invalid("sandboxes.port_access = \"" + access + "\" is not an access policy",
+                   "set it to public, workspace or token");
   }
   if (config.gateway.sleep_mode != "freeze" && config.gateway.sleep_mode != "stop") {
     return Invalid("gateway.sleep_mode = \"" + config.gateway.sleep_mode + "\" is not a mode",

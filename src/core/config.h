@@ -52,6 +52,10 @@ struct Config {
     int pids = 1024;                      // process and thread limit per sandbox
     int max_per_workspace = 50;           // live sandboxes per workspace (more: 429)
     int memory_mb_per_workspace = 65536;  // memory of a workspace's live sandboxes (more: 403)
+    // Who may open a sandbox port's URL ({port}-{id}.{base_domain}): public (the unguessable
+    // id is the secret, as with E2B), workspace (a key or session of its workspace) or token
+    // (those, or an access token of the sandbox).
+    std::string port_access = "public";
   } sandboxes;
 
   struct Apps {

@@ -222,6 +222,7 @@ int Run(const Config& config) {
   gateway_deps.find_domain = [&service](std::string_view host) {
     return service.FindDomainRoute(host);
   };
+  gateway_deps.app_status = [&service](std::string_view name) { return service.AppStatus(name); };
   gateway_deps.authorize = [&service](const service::AccessCheck& check) {
     return service.Authorize(check);
   };

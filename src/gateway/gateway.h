@@ -48,6 +48,9 @@ struct Deps {
   std::function<RoutePtr(std::string_view name)> find;
   std::function<RoutePtr(std::string_view sandbox_id, uint16_t port)> find_sandbox;
   std::function<RoutePtr(std::string_view host)> find_domain;
+  // The status of an app that has no route (stopped, crashed, created), or empty when there
+  // is no such app; only asked on that error path.
+  std::function<std::string(std::string_view name)> app_status;
   // The access policy (Service::Authorize); null lets every request through.
   std::function<service::AccessDecision(const service::AccessCheck&)> authorize;
   // The ACME HTTP-01 key authorization for a token, or empty (Service::AcmeChallenge).

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <utility>
 
+#include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
@@ -74,24 +75,37 @@ asio::awaitable<bool> Answer(http::Exchange& ex, std::string response, bool keep
   co_return !ec && keep_alive;
 }
 
-// Runs `work` on the gateway's worker threads and resumes on the calling I/O thread.
-asio::awaitable<Status> Offload(WorkerPool& pool, std::function<Status()> work) {
-  auto executor = co_await asio::this_coro::executor;
-  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Status)>(
-      [&pool, executor, work = std::move(work)](auto handler) mutable {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        bool queued = pool.Submit([shared, executor, work = std::move(work)] {
-          Status status = work();
-          asio::post(executor, [shared, status]() mutable { (*shared)(status); });
-        });
-        if (!queued) {
-          asio::post(executor, [shared]() mutable {
-            (*shared)(Status::Unavailable("SHUTTING_DOWN", "the server is stopping",
-                                          "retry in a moment"));
-          });
-        }
-      },
-      asio::use_awaitable);
+// Runs `work` on the gateway's worker threads; the coroutine waits on a timer used as an
+// event, which the worker's result wakes on the I/O thread (no handler crosses threads).
+asio::awaitable<Status> Offload(WorkerPool& pool, const http::Executor& executor,
+                                std::function<Status()> work) {
+  using Timer =
+      asio::basic_waitable_timer<std::chrono::steady_clock,
+                                 asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
+  struct State {
+    explicit State(const http::Executor& e)
+        : timer(e, std::chrono::steady_clock::time_point::max()) {}
+    Timer timer;
+    Status result;
+    bool done = false;
+  };
+  auto state = std::make_shared<State>(executor);
+  bool queued = pool.Submit([state, executor, work = std::move(work)] {
+    Status result = work();
+    asio::post(executor, [state, result] {
+      state->result = result;
+      state->done = true;
+      state->timer.cancel();
+    });
+  });
+  if (!queued) {
+    co_return Status::Unavailable("SHUTTING_DOWN", "the server is stopping", "retry in a moment");
+  }
+  while (!state->done) {
+    auto [ec] = co_await state->timer.async_wait(kAsTuple);
+    (void)ec;
+  }
+  co_return state->result;
 }
 
 // Holds a route's in_flight count while a request uses it, so a deploy can wait for the old
@@ -327,11 +341,14 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
   }
   if (fields > static_cast<size_t>(deps.max_header_fields)) {
     keep_alive = false;
-    co_return co_await fail(Status::InvalidArgument(
-        "HEADERS_TOO_LARGE",
-        "the request has " + std::to_string(fields) + " header fields; at most " +
-            std::to_string(deps.max_header_fields) + " are accepted",
-        "send fewer headers"));
+    {
+      const Status why_here = Status::InvalidArgument(
+          "HEADERS_TOO_LARGE",
+          "the request has " + std::to_string(fields) + " header fields; at most " +
+              std::to_string(deps.max_header_fields) + " are accepted",
+          "send fewer headers");
+      co_return co_await fail(why_here);
+    }
   }
 
   RoutePtr route;
@@ -349,7 +366,23 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
       break;
   }
   if (!route) {
-    co_return co_await fail(NotFound(match));
+    std::string status = match.kind == HostMatch::Kind::kApp && deps.app_status
+                             ? deps.app_status(match.label)
+                             : std::string();
+    if (!status.empty()) {
+      {
+        const Status why_here = Status::Unavailable(
+            "APP_UNAVAILABLE", "app " + match.label + " is " + status + ", not running",
+            status == "created" ? "deploy it with `kiln deploy DIR --app " + match.label + "`"
+                                : "start it with `kiln apps start " + match.label +
+                                      "` and look at `kiln logs " + match.label + "`");
+        co_return co_await fail(why_here);
+      }
+    }
+    {
+      const Status why_here = NotFound(match);
+      co_return co_await fail(why_here);
+    }
   }
   record.app = route->name;
   record.counters = &shared.CountersFor(*route);
@@ -388,20 +421,29 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
   // its new route.
   if (route->sleeping) {
     if (!deps.wake) {
-      co_return co_await fail(
-          Status::Unavailable("APP_UNAVAILABLE", route->name + " is asleep",
-                              "wake it with POST /v1/apps/" + route->name + "/wake"));
+      {
+        const Status why_here =
+            Status::Unavailable("APP_UNAVAILABLE", route->name + " is asleep",
+                                "wake it with POST /v1/apps/" + route->name + "/wake");
+        co_return co_await fail(why_here);
+      }
     }
     std::string app_id = route->app_id;
-    Status woke = co_await Offload(shared.wakers, [&deps, app_id] { return deps.wake(app_id); });
+    // Built before the co_await: GCC 12 destroys some temporaries of a co_await expression
+    // twice (the same reason every error below is a named Status first).
+    std::function<Status()> wake = [&deps, app_id] { return deps.wake(app_id); };
+    Status woke = co_await Offload(shared.wakers, ex.client.get_executor(), std::move(wake));
     RoutePtr awake = match.kind == HostMatch::Kind::kCustom ? deps.find_domain(match.host)
                                                             : deps.find(match.label);
     if (!woke.ok() || !awake || awake->sleeping) {
-      co_return co_await fail(Status::Unavailable(
-          "APP_UNAVAILABLE",
-          route->name + " could not be woken" + (woke.ok() ? "" : ": " + woke.message()),
-          "look at `kiln logs " + route->name + "`, or start it with `kiln apps start " +
-              route->name + "`"));
+      {
+        const Status why_here = Status::Unavailable(
+            "APP_UNAVAILABLE",
+            route->name + " could not be woken" + (woke.ok() ? "" : ": " + woke.message()),
+            "look at `kiln logs " + route->name + "`, or start it with `kiln apps start " +
+                route->name + "`");
+        co_return co_await fail(why_here);
+      }
     }
     route = std::move(awake);
   }
@@ -418,7 +460,9 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
   in_flight.Hold(route);
 
   // The request head as the app sees it.
-  bool upgrade = ex.parser.upgrade();
+  // Only WebSocket is tunnelled; other upgrades (h2c) are dropped and the request is
+  // answered in HTTP/1.1, as the hop-by-hop Upgrade header allows.
+  bool upgrade = ex.parser.upgrade() && EqualsIgnoreCase(req[bhttp::field::upgrade], "websocket");
   bool chunked_request = ex.parser.chunked();
   std::string_view connection = req[bhttp::field::connection];
   std::string head;
@@ -498,13 +542,45 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
   bool head_request = req.method() == bhttp::verb::head;
   bool http10 = req.version() == 10;
 
-  // Connect (a pooled connection first), send the request, read the response head. A pooled
-  // connection the app closed meanwhile fails before any answer: a request with no body is
-  // then sent again on a fresh one, as nginx does.
+  // Connect (a pooled connection first) and send the request head; for a request without a
+  // body, also read the response head. A pooled connection the app closed meanwhile fails
+  // before any answer: such a request is then sent again on a fresh one, as nginx does.
   std::optional<Watched> up;
   std::optional<ResponseParser> rp;
   std::optional<RequestBodyParser> body;
   std::unique_ptr<char[]> piece;
+  std::optional<Status> send_error;  // the request body failed on the client's side
+  bool client_gone = false;
+
+  // Reads the response head (interim answers, 100 and 103, are not passed on).
+  auto read_head = [&]() -> asio::awaitable<boost::system::error_code> {
+    boost::system::error_code read_ec;
+    while (true) {
+      rp.emplace();
+      rp->header_limit(kUpstreamHeaderLimit);
+      rp->body_limit(boost::none);
+      rp->skip(head_request);
+      (*up)->session.ExpiresAfter(deps.upstream_timeout);
+      auto [ec, n] = co_await bhttp::async_read_header((*up)->socket, (*up)->buffer, *rp, kAsTuple);
+      (void)n;
+      read_ec = ec;
+      int status = read_ec ? 0 : rp->get().result_int();
+      if (read_ec || status < 100 || status >= 200 || status == 101) {
+        co_return read_ec;
+      }
+    }
+  };
+  auto upstream_error = [&](const boost::system::error_code& ec, bool sent) {
+    if ((*up)->session.timed_out) {
+      return UpstreamTimeout(*route, deps.upstream_timeout, "answer");
+    }
+    return UpstreamFailed(
+        *route, sent ? "the app closed the connection without an answer (" + ec.message() + ")"
+                     : "the app closed the connection while the request was "
+                       "being sent");
+  };
+
+  bool have_head = false;
   for (int attempt = 0;; ++attempt) {
     std::string key = route->instance_id + ":" + std::to_string(route->port);
     std::unique_ptr<Upstream> conn = attempt == 0 ? PoolGet(key) : nullptr;
@@ -518,7 +594,10 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
           in_flight.Hold(route);
           continue;
         }
-        co_return co_await fail(connected.status());
+        {
+          const Status why_here = connected.status();
+          co_return co_await fail(why_here);
+        }
       }
       conn = std::move(*connected);
     }
@@ -527,286 +606,314 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
     auto [write_ec, written] =
         co_await asio::async_write((*up)->socket, asio::buffer(head), kAsTuple);
     (void)written;
-    bool sent = !write_ec;
-    if (sent && body_pending) {
-      if (expects_continue) {
-        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        ex.session.ExpiresAfter(ex.read_timeout);
-        auto [ec, n] = co_await asio::async_write(ex.client, asio::buffer(kContinue), kAsTuple);
-        (void)n;
-        if (ec) {
+    bool retryable = attempt == 0 && (*up)->reused && !(*up)->session.timed_out;
+    if (write_ec) {
+      up.reset();
+      if (retryable) {
+        continue;
+      }
+      {
+        const Status why_here =
+            UpstreamFailed(*route, "cannot send the request to the app: " + write_ec.message());
+        co_return co_await fail(why_here);
+      }
+    }
+    if (body_pending) {
+      break;  // the response head is read while the body streams
+    }
+    boost::system::error_code read_ec = co_await read_head();
+    if (!read_ec) {
+      have_head = true;
+      break;
+    }
+    retryable = retryable && !(*up)->session.timed_out;
+    Status why = upstream_error(read_ec, true);
+    up.reset();
+    if (retryable) {
+      continue;
+    }
+    co_return co_await fail(why);
+  }
+
+  // The request body, from the client to the app as it arrives (re-framed when chunked).
+  // Runs beside `respond`, so an app that answers while it reads (an echo) is not stalled.
+  auto send_body = [&]() -> asio::awaitable<void> {
+    std::unique_ptr<char[]> data(new char[kPiece]);
+    std::string frame;
+    while (!body->is_done()) {
+      body->get().body().data = data.get();
+      body->get().body().size = kPiece;
+      ex.session.ExpiresAfter(ex.read_timeout);
+      auto [read_ec, n] = co_await bhttp::async_read_some(ex.client, ex.buffer, *body, kAsTuple);
+      (void)n;
+      if (read_ec == bhttp::error::need_buffer) {
+        read_ec = {};
+      }
+      size_t got = kPiece - body->get().body().size;
+      if (read_ec) {
+        if (ex.session.timed_out) {
+          send_error =
+              Status(Code::kTimeout, "REQUEST_TIMEOUT", "the request body did not arrive in time",
+                     "send the whole body promptly");
+        } else if (read_ec == asio::error::operation_aborted) {
+          co_return;  // `respond` is done and stopped us
+        } else if (read_ec == bhttp::error::end_of_stream ||
+                   read_ec == bhttp::error::partial_message || read_ec == asio::error::eof ||
+                   read_ec == asio::error::connection_reset) {
+          client_gone = true;
+        } else {
+          send_error =
+              Status::InvalidArgument("BAD_REQUEST", "malformed request body: " + read_ec.message(),
+                                      "send a valid HTTP/1.1 request");
+        }
+        boost::system::error_code ignored;
+        (*up)->socket.cancel(ignored);  // `respond` answers for us
+        co_return;
+      }
+      if (got == 0) {
+        continue;
+      }
+      record.bytes_in += got;
+      std::array<asio::const_buffer, 3> out{};
+      frame.clear();
+      if (chunked_request) {
+        ChunkHead(frame, got);
+        out[0] = asio::buffer(frame);
+        out[2] = asio::buffer("\r\n", 2);
+      }
+      out[1] = asio::buffer(data.get(), got);
+      (*up)->session.ExpiresAfter(deps.upstream_timeout);
+      auto [write_ec, written] = co_await asio::async_write((*up)->socket, out, kAsTuple);
+      (void)written;
+      if (write_ec) {
+        co_return;  // the app stopped reading: `respond` sees its answer or its failure
+      }
+    }
+    if (chunked_request) {
+      (*up)->session.ExpiresAfter(deps.upstream_timeout);
+      auto [end_ec, end_n] =
+          co_await asio::async_write((*up)->socket, asio::buffer("0\r\n\r\n", 5), kAsTuple);
+      (void)end_n;
+      if (end_ec) {
+        co_return;
+      }
+    }
+    body_pending = false;
+  };
+
+  // The response, from the app to the client. True when the client connection can go on.
+  auto respond = [&]() -> asio::awaitable<bool> {
+    if (!have_head) {
+      boost::system::error_code read_ec = co_await read_head();
+      if (read_ec) {
+        if (client_gone) {
+          co_return false;
+        }
+        if (send_error) {
+          body_pending = false;  // nothing more is read: answer and close
+          keep_alive = false;
+          co_return co_await fail(*send_error);
+        }
+        {
+          const Status why_here = upstream_error(read_ec, true);
+          co_return co_await fail(why_here);
+        }
+      }
+    }
+    auto& res = rp->get();
+    int status = res.result_int();
+    record.status = status;
+    bool switching = status == 101 && upgrade;
+    if (status == 101 && !upgrade) {
+      {
+        const Status why_here = UpstreamFailed(*route, "the app switched protocols unasked");
+        co_return co_await fail(why_here);
+      }
+    }
+    // Framing towards the client: the app's length, or chunks (re-framed piece by piece) when
+    // the app sends chunked or until-close; HTTP/1.0 clients get until-close.
+    bool response_body = !head_request && StatusHasBody(status);
+    auto length = rp->content_length();
+    bool chunk_out = response_body && !length && !http10;
+    bool client_again =
+        keep_alive && !body_pending && !switching && (length || !response_body || chunk_out);
+    std::string out;
+    out.reserve(512);
+    out += "HTTP/1.1 ";
+    out += std::to_string(status);
+    out += ' ';
+    out += res.reason().empty() ? http::StatusReason(status) : std::string_view(res.reason());
+    out += "\r\n";
+    std::string_view res_connection = res[bhttp::field::connection];
+    bool has_date = false;
+    for (const auto& field : res) {
+      std::string_view name = field.name_string();
+      switch (field.name()) {
+        case bhttp::field::content_length:
+          if (head_request || !response_body) {
+            break;  // HEAD and 304 carry the length the body would have
+          }
+          continue;
+        case bhttp::field::upgrade:
+          if (switching) {
+            break;
+          }
+          continue;
+        case bhttp::field::date:
+          has_date = true;
+          break;
+        default:
+          if (IsHopByHop(name) || EqualsIgnoreCase(name, "x-request-id") ||
+              (!res_connection.empty() && ListHas(res_connection, name))) {
+            continue;
+          }
+      }
+      out += name;
+      out += ": ";
+      out += field.value();
+      out += "\r\n";
+    }
+    if (!has_date) {
+      out += date;
+    }
+    out += "X-Request-Id: " + request_id + "\r\n";
+    if (switching) {
+      out += "Connection: Upgrade\r\n";
+    } else if (length && response_body) {
+      out += "Content-Length: " + std::to_string(*length) + "\r\n";
+    } else if (chunk_out) {
+      out += "Transfer-Encoding: chunked\r\n";
+    }
+    if (!client_again && !switching) {
+      out += "Connection: close\r\n";
+    }
+    out += "\r\n";
+
+    if (switching) {
+      // A WebSocket: from here on, bytes both ways.
+      ex.session.tunnel = true;
+      (*up)->session.tunnel = true;
+      std::array<asio::const_buffer, 2> first{asio::buffer(out), (*up)->buffer.data()};
+      ex.session.ExpiresAfter(ex.read_timeout);
+      auto [ec, n] = co_await asio::async_write(ex.client, first, kAsTuple);
+      (void)n;
+      (*up)->buffer.consume((*up)->buffer.size());
+      if (ec) {
+        co_return false;
+      }
+      if (ex.buffer.size() > 0) {
+        (*up)->session.ExpiresAfter(deps.upstream_timeout);
+        auto [up_ec, up_n] = co_await asio::async_write((*up)->socket, ex.buffer.data(), kAsTuple);
+        (void)up_n;
+        ex.buffer.consume(ex.buffer.size());
+        if (up_ec) {
           co_return false;
         }
       }
-      body.emplace(std::move(ex.parser));
-      body->body_limit(boost::none);
-      piece.reset(new char[kPiece]);
-      std::string frame;
-      while (!body->is_done()) {
-        body->get().body().data = piece.get();
-        body->get().body().size = kPiece;
-        ex.session.ExpiresAfter(ex.read_timeout);
-        auto [read_ec, n] = co_await bhttp::async_read_some(ex.client, ex.buffer, *body, kAsTuple);
-        (void)n;
-        if (read_ec == bhttp::error::need_buffer) {
-          read_ec = {};
-        }
-        size_t got = kPiece - body->get().body().size;
-        if (read_ec) {
-          if (ex.session.timed_out) {
-            keep_alive = false;
-            body_pending = false;  // nothing more will be read: answer and close
-            co_return co_await fail(Status(Code::kTimeout, "REQUEST_TIMEOUT",
-                                           "the request body did not arrive in time",
-                                           "send the whole body promptly"));
-          }
-          if (read_ec == bhttp::error::end_of_stream || read_ec == bhttp::error::partial_message ||
-              read_ec == asio::error::eof || read_ec == asio::error::connection_reset) {
-            co_return false;  // the client went away
-          }
-          keep_alive = false;
-          body_pending = false;
-          co_return co_await fail(
-              Status::InvalidArgument("BAD_REQUEST", "malformed request body: " + read_ec.message(),
-                                      "send a valid HTTP/1.1 request"));
-        }
-        if (got == 0) {
-          continue;
-        }
-        record.bytes_in += got;
-        std::array<asio::const_buffer, 3> out{};
-        size_t count = 0;
-        frame.clear();
-        if (chunked_request) {
-          ChunkHead(frame, got);
-          out[count++] = asio::buffer(frame);
-        }
-        out[count++] = asio::buffer(piece.get(), got);
-        if (chunked_request) {
-          out[count++] = asio::buffer("\r\n", 2);
-        }
-        (*up)->session.ExpiresAfter(deps.upstream_timeout);
-        auto [body_ec, body_n] = co_await asio::async_write((*up)->socket, out, kAsTuple);
-        (void)body_n;
-        if (body_ec) {
-          sent = false;
-          break;
-        }
-      }
-      body_pending = !body->is_done();
-      if (sent && chunked_request) {
-        (*up)->session.ExpiresAfter(deps.upstream_timeout);
-        auto [end_ec, end_n] =
-            co_await asio::async_write((*up)->socket, asio::buffer("0\r\n\r\n", 5), kAsTuple);
-        (void)end_n;
-        sent = !end_ec;
-      }
-    }
-    // The response head. Interim answers (100, 103) are not passed on.
-    boost::system::error_code read_ec;
-    while (true) {
-      rp.emplace();
-      rp->header_limit(kUpstreamHeaderLimit);
-      rp->body_limit(boost::none);
-      rp->skip(head_request);
-      (*up)->session.ExpiresAfter(deps.upstream_timeout);
-      auto [ec, n] = co_await bhttp::async_read_header((*up)->socket, (*up)->buffer, *rp, kAsTuple);
-      (void)n;
-      read_ec = ec;
-      int status = read_ec ? 0 : rp->get().result_int();
-      if (read_ec || status < 100 || status >= 200 || status == 101) {
-        break;
-      }
-    }
-    if (!read_ec) {
-      break;
-    }
-    bool timed_out = (*up)->session.timed_out;
-    bool retry = attempt == 0 && (*up)->reused && !body && !timed_out;
-    up.reset();
-    if (retry) {
-      continue;
-    }
-    if (timed_out) {
-      co_return co_await fail(UpstreamTimeout(*route, deps.upstream_timeout, "answer"));
-    }
-    co_return co_await fail(UpstreamFailed(
-        *route, sent ? "the app closed the connection without an answer (" + read_ec.message() + ")"
-                     : "the app closed the connection while the request was "
-                       "being sent"));
-  }
-
-  auto& res = rp->get();
-  int status = res.result_int();
-  record.status = status;
-  bool switching = status == 101 && upgrade;
-  if (status == 101 && !upgrade) {
-    co_return co_await fail(UpstreamFailed(*route, "the app switched protocols unasked"));
-  }
-  // Framing towards the client: the app's length, or chunks (re-framed piece by piece) when
-  // the app sends chunked or until-close; HTTP/1.0 clients get until-close.
-  bool response_body = !head_request && StatusHasBody(status);
-  auto length = rp->content_length();
-  bool chunk_out = response_body && !length && !http10;
-  bool client_again =
-      keep_alive && !body_pending && !switching && (length || !response_body || chunk_out);
-  std::string out;
-  out.reserve(512);
-  out += "HTTP/1.1 ";
-  out += std::to_string(status);
-  out += ' ';
-  out += res.reason().empty() ? http::StatusReason(status) : std::string_view(res.reason());
-  out += "\r\n";
-  std::string_view res_connection = res[bhttp::field::connection];
-  bool has_date = false;
-  for (const auto& field : res) {
-    std::string_view name = field.name_string();
-    switch (field.name()) {
-      case bhttp::field::content_length:
-        if (head_request || !response_body) {
-          break;  // HEAD and 304 carry the length the body would have
-        }
-        continue;
-      case bhttp::field::upgrade:
-        if (switching) {
-          break;
-        }
-        continue;
-      case bhttp::field::date:
-        has_date = true;
-        break;
-      default:
-        if (IsHopByHop(name) || EqualsIgnoreCase(name, "x-request-id") ||
-            (!res_connection.empty() && ListHas(res_connection, name))) {
-          continue;
-        }
-    }
-    out += name;
-    out += ": ";
-    out += field.value();
-    out += "\r\n";
-  }
-  if (!has_date) {
-    out += date;
-  }
-  out += "X-Request-Id: " + request_id + "\r\n";
-  if (switching) {
-    out += "Connection: Upgrade\r\n";
-  } else if (length && response_body) {
-    out += "Content-Length: " + std::to_string(*length) + "\r\n";
-  } else if (chunk_out) {
-    out += "Transfer-Encoding: chunked\r\n";
-  }
-  if (!client_again && !switching) {
-    out += "Connection: close\r\n";
-  }
-  out += "\r\n";
-
-  if (switching) {
-    // A WebSocket (or another upgraded protocol): from here on, bytes both ways.
-    ex.session.tunnel = true;
-    (*up)->session.tunnel = true;
-    std::array<asio::const_buffer, 2> first{asio::buffer(out), (*up)->buffer.data()};
-    ex.session.ExpiresAfter(ex.read_timeout);
-    auto [ec, n] = co_await asio::async_write(ex.client, first, kAsTuple);
-    (void)n;
-    (*up)->buffer.consume((*up)->buffer.size());
-    if (ec) {
+      auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(deps.tunnel_idle);
+      co_await (Pump(ex.client, ex.session, (*up)->socket, idle) ||
+                Pump((*up)->socket, (*up)->session, ex.client, idle));
       co_return false;
     }
-    if (ex.buffer.size() > 0) {
-      (*up)->session.ExpiresAfter(deps.upstream_timeout);
-      auto [up_ec, up_n] = co_await asio::async_write((*up)->socket, ex.buffer.data(), kAsTuple);
-      (void)up_n;
-      ex.buffer.consume(ex.buffer.size());
-      if (up_ec) {
+
+    // The body, piece by piece; the head goes out with the first piece already buffered.
+    size_t piece_size = length ? static_cast<size_t>(std::min<uint64_t>(*length, kPiece)) : kPiece;
+    piece_size = std::max<size_t>(piece_size, 1);
+    if (response_body) {
+      piece.reset(new char[piece_size]);
+    }
+    if (!length) {
+      // SSE and other open-ended bodies: cut at shutdown rather than waited for.
+      ex.session.tunnel = true;
+      (*up)->session.tunnel = true;
+    }
+    bool head_sent = false;
+    std::string frame;
+    while (true) {
+      size_t got = 0;
+      boost::system::error_code ec;
+      if (response_body && !rp->is_done()) {
+        got = ParseBuffered(*rp, (*up)->buffer, piece.get(), piece_size, ec);
+        if (!ec && got == 0 && !rp->is_done() && head_sent) {
+          rp->get().body().data = piece.get();
+          rp->get().body().size = piece_size;
+          (*up)->session.ExpiresAfter(deps.upstream_timeout);
+          auto [read_ec, n] =
+              co_await bhttp::async_read_some((*up)->socket, (*up)->buffer, *rp, kAsTuple);
+          (void)n;
+          ec = read_ec == bhttp::error::need_buffer ? boost::system::error_code() : read_ec;
+          got = piece_size - rp->get().body().size;
+        }
+      }
+      bool done = !response_body || rp->is_done();
+      std::array<asio::const_buffer, 4> bufs{};
+      size_t count = 0;
+      if (!head_sent) {
+        bufs[count++] = asio::buffer(out);
+      }
+      frame.clear();
+      if (got > 0) {
+        if (chunk_out) {
+          ChunkHead(frame, got);
+          bufs[count++] = asio::buffer(frame);
+        }
+        bufs[count++] = asio::buffer(piece.get(), got);
+        if (chunk_out) {
+          bool last = done && !ec;
+          bufs[count++] = asio::buffer(last ? "\r\n0\r\n\r\n" : "\r\n", last ? 7 : 2);
+        }
+      } else if (chunk_out && done && !ec) {
+        bufs[count++] = asio::buffer("0\r\n\r\n", 5);
+      }
+      record.bytes_out += got;
+      if (count > 0) {
+        ex.session.ExpiresAfter(ex.read_timeout);
+        auto [write_ec, n] = co_await asio::async_write(ex.client, bufs, kAsTuple);
+        (void)n;
+        head_sent = true;
+        if (write_ec) {
+          co_return false;  // the client went away; the app's connection is dropped too
+        }
+      }
+      if (ec) {
+        // The app failed mid-response: the client sees a short body and a closed connection.
+        if (!(*up)->session.timed_out && !send_error && !client_gone) {
+          log::Warn("app closed the connection mid-response",
+                    {{"app", route->name}, {"request_id", request_id}, {"error", ec.message()}});
+        }
         co_return false;
       }
-    }
-    auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(deps.tunnel_idle);
-    co_await (Pump(ex.client, ex.session, (*up)->socket, idle) ||
-              Pump((*up)->socket, (*up)->session, ex.client, idle));
-    co_return false;
-  }
-
-  // The body, piece by piece; the head goes out with the first piece already buffered.
-  if (!piece && response_body) {
-    size_t size = length ? static_cast<size_t>(std::min<uint64_t>(*length, kPiece)) : kPiece;
-    piece.reset(new char[std::max<size_t>(size, 1)]);
-  }
-  size_t piece_size = piece ? (length ? std::min<uint64_t>(*length, kPiece) : kPiece) : 0;
-  piece_size = std::max<size_t>(piece_size, 1);
-  bool streaming = !length;  // SSE and other open-ended bodies
-  if (streaming) {
-    ex.session.tunnel = true;
-    (*up)->session.tunnel = true;
-  }
-  bool head_sent = false;
-  bool upstream_ok = true;
-  std::string frame;
-  while (true) {
-    size_t got = 0;
-    boost::system::error_code ec;
-    if (response_body && !rp->is_done()) {
-      got = ParseBuffered(*rp, (*up)->buffer, piece.get(), piece_size, ec);
-      if (!ec && got == 0 && !rp->is_done() && head_sent) {
-        rp->get().body().data = piece.get();
-        rp->get().body().size = piece_size;
-        (*up)->session.ExpiresAfter(deps.upstream_timeout);
-        auto [read_ec, n] =
-            co_await bhttp::async_read_some((*up)->socket, (*up)->buffer, *rp, kAsTuple);
-        (void)n;
-        ec = read_ec == bhttp::error::need_buffer ? boost::system::error_code() : read_ec;
-        got = piece_size - rp->get().body().size;
+      if (done) {
+        break;
       }
     }
-    bool done = !response_body || rp->is_done();
-    std::array<asio::const_buffer, 4> bufs{};
-    size_t count = 0;
-    if (!head_sent) {
-      bufs[count++] = asio::buffer(out);
-    }
-    frame.clear();
-    if (got > 0) {
-      if (chunk_out) {
-        ChunkHead(frame, got);
-        bufs[count++] = asio::buffer(frame);
-      }
-      bufs[count++] = asio::buffer(piece.get(), got);
-      if (chunk_out) {
-        bufs[count++] = asio::buffer(done && !ec ? "\r\n0\r\n\r\n" : "\r\n", done && !ec ? 7 : 2);
-      }
-    } else if (chunk_out && done && !ec) {
-      bufs[count++] = asio::buffer("0\r\n\r\n", 5);
-    }
-    record.bytes_out += got;
-    if (count > 0) {
-      ex.session.ExpiresAfter(ex.read_timeout);
-      auto [write_ec, n] = co_await asio::async_write(ex.client, bufs, kAsTuple);
-      (void)n;
-      head_sent = true;
-      if (write_ec) {
-        co_return false;  // the client went away; the app's connection is dropped too
-      }
-    }
-    if (ec) {
-      // The app failed mid-response: the client sees a short body and a closed connection.
-      upstream_ok = false;
-      if (!(*up)->session.timed_out) {
-        log::Warn("app closed the connection mid-response",
-                  {{"app", route->name}, {"request_id", request_id}, {"error", ec.message()}});
-      }
+    if (body_pending) {
+      // The app answered without reading the whole body: stop reading it, and close.
+      boost::system::error_code ignored;
+      ex.client.cancel(ignored);
       co_return false;
     }
-    if (done) {
-      break;
+    if (rp->keep_alive() && deps.idle_upstreams > 0 && (*up)->buffer.size() == 0) {
+      PoolPut(up->Release(), deps.idle_upstreams);
+    }
+    co_return client_again;
+  };
+
+  if (!body_pending) {
+    co_return co_await respond();
+  }
+  if (expects_continue) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    ex.session.ExpiresAfter(ex.read_timeout);
+    auto [ec, n] = co_await asio::async_write(ex.client, asio::buffer(kContinue), kAsTuple);
+    (void)n;
+    if (ec) {
+      co_return false;
     }
   }
-  if (upstream_ok && rp->keep_alive() && !body_pending && deps.idle_upstreams > 0 &&
-      (*up)->buffer.size() == 0) {
-    PoolPut(up->Release(), deps.idle_upstreams);
-  }
-  co_return client_again;
+  body.emplace(std::move(ex.parser));
+  body->body_limit(boost::none);
+  co_return co_await (send_body() && respond());
 }
 
 }  // namespace kiln::gateway::internal

@@ -270,6 +270,14 @@ asio::awaitable<bool> ServerImpl::Deliver(Worker* worker, Session* session, Sock
 }
 #pragma GCC diagnostic pop
 
+// The size of the request head at the start of `buffer` (through its blank line), or 0 when
+// it has not all arrived yet.
+static size_t HeadSize(const beast::flat_buffer& buffer) {
+  std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
+  size_t end = data.find("\r\n\r\n");
+  return end == std::string_view::npos ? 0 : end + 4;
+}
+
 }  // namespace kiln::http::internal
 
 namespace kiln::http {
@@ -365,17 +373,46 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket, std:
       // Otherwise the peer went away or the server is shutting down: nothing to answer.
     };
 
+    // The whole head is read before it is parsed, so that its size and its line folding are
+    // checked on the bytes as sent: Beast joins folded lines, and applies its header limit
+    // per call rather than to the whole head.
     boost::system::error_code header_ec;
-    ParseBuffered(
-        *parser, buffer, [](const Parser& p) { return p.is_header_done(); }, header_ec);
-    if (!header_ec && !parser->is_header_done()) {
-      session.ExpiresAfter(options_.header_timeout);
-      auto [read_ec, n] = co_await bhttp::async_read_header(socket, buffer, *parser, kAsTuple);
-      (void)n;
-      header_ec = read_ec;
+    size_t head_size = 0;
+    session.ExpiresAfter(options_.header_timeout);
+    while ((head_size = HeadSize(buffer)) == 0) {
+      if (buffer.size() >= static_cast<size_t>(options_.max_header_bytes)) {
+        header_ec = bhttp::error::header_limit;
+        break;
+      }
+      auto [read_ec, n] = co_await socket.async_read_some(buffer.prepare(kReadChunk), kAsTuple);
+      if (read_ec) {
+        header_ec = read_ec;
+        break;
+      }
+      buffer.commit(n);
+    }
+    if (!header_ec && head_size > static_cast<size_t>(options_.max_header_bytes)) {
+      header_ec = bhttp::error::header_limit;
+    }
+    if (!header_ec) {
+      std::string_view head(static_cast<const char*>(buffer.data().data()), head_size);
+      if (head.find("\n ") != std::string_view::npos ||
+          head.find("\n\t") != std::string_view::npos) {
+        error = Status::InvalidArgument(
+            "BAD_REQUEST", "a header line starts with a space or tab (obs-fold, RFC 9112 §5.2)",
+            "send each header on one line");
+      } else {
+        ParseBuffered(
+            *parser, buffer, [](const Parser& p) { return p.is_header_done(); }, header_ec);
+        if (!header_ec && !parser->is_header_done()) {
+          header_ec = bhttp::error::bad_version;  // a head that ends yet does not parse whole
+        }
+      }
     }
     if (header_ec) {
       classify(header_ec);
+    } else if (error) {
+      // refused before parsing
     } else {
       auto& message = parser->get();
       // Beast refuses most ambiguous framing itself; what it lets through (a Transfer-Encoding
@@ -388,6 +425,8 @@ asio::awaitable<void> ServerImpl::RunSession(Worker* worker, Socket socket, std:
         problem = "Transfer-Encoding must end in chunked and comes without Content-Length";
       } else if (message.version() < 10 || message.version() > 11) {
         problem = "unsupported HTTP version";
+      } else if (message.count(bhttp::field::host) > 1) {
+        problem = "more than one Host header";
       } else if (message.version() == 11 && message.count(bhttp::field::host) == 0) {
         problem = "an HTTP/1.1 request needs a Host header";
       }

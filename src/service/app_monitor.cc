@@ -91,6 +91,10 @@ void AppManager::Reconcile() {
           (void)deps_.store.UpdateApp(app, nullptr);
         }
         ++attached;
+      } else if (app.status == "sleeping" && app.instance_id.empty()) {
+        // Asleep with gateway.sleep_mode = stop: it stays asleep until a request wakes it.
+        Launched l{"", PortOf(deps_.store, app)};
+        SetRoute(app, &l, true);
       } else if (app.status == "running" || app.status == "sleeping" || app.status == "crashed") {
         to_start.push_back(app);
       }

@@ -350,7 +350,8 @@ std::shared_ptr<const AppRoute> AppManager::SetRoute(const store::App& app,
     next->workspace_id = app.workspace_id;
     next->name = app.name;
     next->instance_id = launched->instance_id;
-    next->netns_path = deps_.runtime->NetnsPath(launched->instance_id);
+    next->netns_path =
+        launched->instance_id.empty() ? "" : deps_.runtime->NetnsPath(launched->instance_id);
     next->port = static_cast<uint16_t>(launched->port);
     next->access_policy = app.access_policy;
     next->sleeping = sleeping;
@@ -529,17 +530,30 @@ Result<store::App> AppManager::SetAsleep(const auth::Principal& principal,
   if (app.status == want) {
     return app;
   }
+  bool stopped_asleep = !asleep && app.status == "sleeping" && app.instance_id.empty();
+  if (stopped_asleep) {
+    // Put to sleep with gateway.sleep_mode = stop: waking is a start of the live release.
+    return Relaunch(&principal, app, "app.woke");
+  }
   if (app.status != (asleep ? "running" : "sleeping") || app.instance_id.empty()) {
     return asleep ? Status::Conflict("APP_NOT_RUNNING", "app " + app.name + " is " + app.status,
                                      "start it first (kiln apps start " + app.name + ")")
                   : Status::Conflict("APP_NOT_SLEEPING", "app " + app.name + " is " + app.status,
                                      "start it instead (kiln apps start " + app.name + ")");
   }
-  KILN_RETURN_IF_ERROR(asleep ? deps_.runtime->Pause(app.instance_id)
-                              : deps_.runtime->Resume(app.instance_id));
   Launched l{app.instance_id, 0};
   if (auto route = FindRoute(app.name)) {
     l.port = route->port;
+  }
+  if (asleep && deps_.config.gateway.sleep_mode == "stop") {
+    // Memory back to the machine; the route stays, asleep, so a request still finds the app
+    // and wakes it (a cold start).
+    KILN_RETURN_IF_ERROR(deps_.runtime->Remove(app.instance_id));
+    l.instance_id.clear();
+    app.instance_id.clear();
+  } else {
+    KILN_RETURN_IF_ERROR(asleep ? deps_.runtime->Pause(app.instance_id)
+                                : deps_.runtime->Resume(app.instance_id));
   }
   SetRoute(app, &l, asleep);
   if (!asleep) {

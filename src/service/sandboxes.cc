@@ -153,6 +153,11 @@ void SandboxManager::Track(const store::Sandbox& s) {
   {
     std::lock_guard lock(reaper_mu_);
     expiries_[s.id] = {s.workspace_id, s.expires_ms};
+    if (s.status == "paused") {
+      paused_.insert(s.id);
+    } else {
+      paused_.erase(s.id);
+    }
   }
   reaper_cv_.notify_all();
 }
@@ -160,6 +165,7 @@ void SandboxManager::Track(const store::Sandbox& s) {
 void SandboxManager::Untrack(const std::string& id) {
   std::lock_guard lock(reaper_mu_);
   expiries_.erase(id);
+  paused_.erase(id);
 }
 
 void SandboxManager::ReaperLoop() {
@@ -450,6 +456,7 @@ Result<store::Sandbox> SandboxManager::SetPaused(const auth::Principal& principa
   store::Event event =
       SandboxEvent(deps_, s, paused ? "sandbox.paused" : "sandbox.resumed", principal.key_id);
   KILN_RETURN_IF_ERROR(deps_.store.UpdateSandbox(s, &event));
+  Track(s);
   return s;
 }
 
@@ -534,8 +541,28 @@ json::object SandboxManager::ToJson(const store::Sandbox& s, bool with_usage) {
   return o;
 }
 
-std::shared_ptr<const AppRoute> SandboxManager::FindRoute(std::string_view, uint16_t) const {
-  return nullptr;
+std::shared_ptr<const AppRoute> SandboxManager::FindRoute(std::string_view id,
+                                                          uint16_t port) const {
+  if (deps_.runtime == nullptr) {
+    return nullptr;
+  }
+  auto route = std::make_shared<AppRoute>();
+  {
+    std::lock_guard lock(reaper_mu_);
+    auto it = expiries_.find(id);
+    if (it == expiries_.end() || paused_.count(it->first) != 0) {
+      return nullptr;  // ended, unknown or paused: nothing answers there now
+    }
+    route->app_id = it->first;
+    route->workspace_id = it->second.first;
+  }
+  route->instance_id = route->app_id;
+  route->name = std::to_string(port) + "-" + route->app_id;
+  route->netns_path = deps_.runtime->NetnsPath(route->app_id);
+  route->port = port;
+  route->access_policy = deps_.config.sandboxes.port_access;
+  route->sandbox = true;
+  return route;
 }
 
 }  // namespace kiln::service

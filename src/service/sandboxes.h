@@ -103,9 +103,10 @@ class SandboxManager {
   std::array<std::mutex, 64> locks_;
 
   // Expiry: sandbox id -> (workspace, expires_ms) of every live sandbox.
-  std::mutex reaper_mu_;
+  mutable std::mutex reaper_mu_;
   std::condition_variable reaper_cv_;
-  std::map<std::string, std::pair<std::string, int64_t>> expiries_;
+  std::map<std::string, std::pair<std::string, int64_t>, std::less<>> expiries_;
+  std::set<std::string, std::less<>> paused_;  // live sandboxes that are paused
 
   // Warm pools by runtime template directory ("base", "debian", "tpl_…"), oldest first.
   mutable std::mutex pool_mu_;

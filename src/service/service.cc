@@ -58,6 +58,18 @@ std::shared_ptr<const AppRoute> Service::FindSandboxRoute(std::string_view sandb
   return sandboxes_->FindRoute(sandbox_id, port);
 }
 
+std::string Service::AppStatus(std::string_view name) const {
+  auto apps = deps_.store.ListAllApps();
+  if (apps.ok()) {
+    for (const auto& app : *apps) {
+      if (app.name == name) {
+        return app.status;
+      }
+    }
+  }
+  return {};
+}
+
 Status Service::WakeApp(const std::string& app_id) { return apps_->WakeById(app_id); }
 
 void Service::TouchApp(const std::string& app_id) { apps_->Touch(app_id); }

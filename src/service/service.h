@@ -121,7 +121,8 @@ struct AccessCheck {
 struct AccessDecision {
   // 200: let it through. 302: a share-URL token was good; answer with `set_cookie` and
   // redirect to the same URL without `kiln_token`. 401 (no or bad credential) or 403 (a
-  // credential of another workspace, or a revoked or expired token): answer with `error`.
+  // credential of another workspace or of another target; an expired or revoked token is a
+  // 401 TOKEN_EXPIRED / TOKEN_REVOKED): answer with `error`.
   int status = 200;
   Status error;
   std::string set_cookie;  // a Set-Cookie header value, for the 302
@@ -188,6 +189,9 @@ class Service {
   // The key authorization for ACME HTTP-01 token `token` while a certificate order waits
   // for it, or empty (the tls module registers them).
   std::string AcmeChallenge(std::string_view token) const;
+  // The status of app `name` (created, stopped, crashed, ...), or empty when there is no
+  // such app: the gateway says why an app without a route does not answer. A store read.
+  std::string AppStatus(std::string_view name) const;
   // Wakes a sleeping app (thaws it, or starts it again when gateway.sleep_mode is stop); its
   // route is then replaced by an awake one. OK when it is awake. May block for a start.
   Status WakeApp(const std::string& app_id);

@@ -361,9 +361,11 @@ TEST_F(AppTest, LifecycleStopStartSleepWakeAndResize) {
   CreateApp("life");
   ASSERT_EQ(DeployDir("life", ExamplesDir() / "node").Str("/data/status"), "live");
   ASSERT_EQ(Call("POST", "/v1/apps/life/stop", admin_).Str("/data/status"), "stopped");
+  // A stopped app is not woken by a request: 503, saying how to start it.
   auto stopped = Fetch("life");
   ASSERT_TRUE(stopped.ok());
-  EXPECT_EQ(stopped->status, 404);
+  EXPECT_EQ(stopped->status, 503);
+  EXPECT_NE(stopped->body.find("APP_UNAVAILABLE"), std::string::npos) << stopped->body;
   ASSERT_EQ(Call("POST", "/v1/apps/life/start", admin_).Str("/data/status"), "running");
   EXPECT_FALSE(Body("life").empty());
   ASSERT_EQ(Call("POST", "/v1/apps/life/sleep", admin_).Str("/data/status"), "sleeping");
