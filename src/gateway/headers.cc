@@ -118,7 +118,7 @@ std::string QueryToken(std::string_view target) {
 std::string WithoutToken(std::string_view target) {
   size_t q = target.find('?');
   if (q == std::string_view::npos) {
-    return std::string(target);
+    return target.empty() ? "/" : std::string(target);
   }
   std::string out(target.substr(0, q));
   std::string_view query = target.substr(q + 1);
