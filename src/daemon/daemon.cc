@@ -20,6 +20,7 @@
 #include "runtime/runtime.h"
 #include "service/service.h"
 #include "store/store.h"
+#include "tls/tls.h"
 
 namespace kiln::daemon {
 namespace {
@@ -266,6 +267,55 @@ int Run(const Config& config) {
   service.SetListenPort((*server)->port());
 
   // ---- TLS listener (src/tls): gateway.tls_port, certificates, ACME ----
+  // Started after the HTTP server, which serves what it decrypts. A port in use leaves the
+  // server up without HTTPS (said in the log and in the domains' answers).
+  std::unique_ptr<tls::Https> https;
+  if (config.gateway.tls_port != 0) {
+    tls::Options o;
+    o.data_dir = config.server.data_dir;
+    o.host = options.host;
+    o.port = static_cast<uint16_t>(config.gateway.tls_port);
+    o.base_domain = config.gateway.base_domain;
+    o.acme_directory = config.gateway.acme_directory;
+    o.acme_email = config.gateway.acme_email;
+    o.acme_ca_file = config.gateway.acme_ca_file;
+    o.acme_renew_days = config.gateway.acme_renew_days;
+    tls::Hooks hooks;
+    hooks.is_custom_domain = [&service](std::string_view h) { return service.IsCustomDomain(h); };
+    hooks.list_domains = [&service]() -> Result<std::vector<tls::DomainCertificate>> {
+      KILN_ASSIGN_OR_RETURN(std::vector<store::Domain> all, service.ListAllDomains());
+      std::vector<tls::DomainCertificate> out;
+      for (const store::Domain& d : all) {
+        out.push_back({d.domain, d.cert_source, d.cert_status, d.cert_error, d.cert_expires_ms});
+      }
+      return out;
+    };
+    hooks.record = [&service](const tls::DomainCertificate& c) {
+      store::Domain d;
+      d.domain = c.domain;
+      d.cert_source = c.source;
+      d.cert_status = c.status;
+      d.cert_error = c.error;
+      d.cert_expires_ms = c.expires_ms;
+      return service.RecordCertificate(d);
+    };
+    hooks.challenge = [&service](const std::string& token, const std::string& answer) {
+      service.SetAcmeChallenge(token, answer);
+    };
+    auto started = tls::Https::Start(std::move(o), std::move(hooks), **server, clock);
+    if (started.ok()) {
+      https = std::move(*started);
+      tls::Https* h = https.get();
+      service.SetCertificateIssuer([h](const std::vector<std::string>& d) { h->Issue(d); },
+                                   https->root_pem());
+      metrics.Gauge("kiln_https_connections", "HTTPS connections open",
+                    [h] { return static_cast<double>(h->Connections()); });
+      log::Info("HTTPS listening", {{"port", static_cast<int64_t>(https->port())},
+                                    {"acme", config.gateway.acme_directory}});
+    } else {
+      log::Error("HTTPS is off", {{"error", started.status().ToString()}});
+    }
+  }
   // ---- end TLS listener ----
 
   auto start_ms = clock.NowMs();
@@ -306,7 +356,12 @@ int Run(const Config& config) {
     log::Info(
         "shutting down: finishing requests in flight",
         {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"in_flight", (*server)->InFlight()}});
+    if (https) {  // ---- TLS: no new connections; open ones end with the server's ----
+      https->StopAccepting();
+    }
     (*server)->Shutdown();
+    service.SetCertificateIssuer({}, {});  // ---- TLS: stopped once the server is ----
+    https.reset();
   }
   std::error_code ec;
   fs::remove(data_dir / "kiln.addr", ec);

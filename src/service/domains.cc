@@ -69,10 +69,6 @@ Result<std::string> NormalizeDomain(std::string_view text, std::string_view base
   if (last_all_digits) {
     return Invalid(text, "is an IP address", "give a host name; the gateway routes by name");
   }
-  if (labels < 2) {
-    return Invalid(text, "is not a fully qualified domain name",
-                   "give the whole name, such as shop.example.com");
-  }
   std::string base(base_domain);
   if (d == base || d.ends_with("." + base)) {
     return Status::InvalidArgument(
@@ -80,6 +76,10 @@ Result<std::string> NormalizeDomain(std::string_view text, std::string_view base
         "\"" + d + "\" is " +
             (d == base ? "the server's base domain" : "under the base domain " + base),
         "apps are reached at APP." + base + " already; a custom domain is one of your own");
+  }
+  if (labels < 2) {
+    return Invalid(text, "is not a fully qualified domain name",
+                   "give the whole name, such as shop.example.com");
   }
   return d;
 }

@@ -137,8 +137,9 @@ struct AcmeClient::Impl {
     }
   }
 
+  // One exchange; errors name `step` and the URL.
   Result<Reply> Transfer(const std::string& method, const std::string& url, const std::string& body,
-                         const char* accept);
+                         const char* accept, const std::string& step);
   Status Directory();
   Status Account();
   // A JWS-signed POST (`payload` empty: POST-as-GET), retried on badNonce.
@@ -161,7 +162,8 @@ struct AcmeClient::Impl {
 };
 
 Result<Reply> AcmeClient::Impl::Transfer(const std::string& method, const std::string& url,
-                                         const std::string& body, const char* accept) {
+                                         const std::string& body, const char* accept,
+                                         const std::string& step) {
   if (curl == nullptr) {
     return Status::Internal("curl_easy_init failed");
   }
@@ -200,10 +202,10 @@ Result<Reply> AcmeClient::Impl::Transfer(const std::string& method, const std::s
   CURLcode rc = curl_easy_perform(curl);
   curl_slist_free_all(headers);
   if (reply.too_large) {
-    return AcmeError("reading " + url, "the answer is larger than 1 MiB");
+    return AcmeError(step, "the answer of " + url + " is larger than 1 MiB");
   }
   if (rc != CURLE_OK) {
-    return AcmeError(method + " " + url, curl_easy_strerror(rc));
+    return AcmeError(step, std::string(curl_easy_strerror(rc)) + " (" + method + " " + url + ")");
   }
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply.status);
   if (!reply.nonce.empty()) {
@@ -217,7 +219,7 @@ Status AcmeClient::Impl::Directory() {
   if (!new_order.empty()) {
     return Status::Ok();
   }
-  KILN_ASSIGN_OR_RETURN(Reply r, Transfer("GET", o.directory, "", nullptr));
+  KILN_ASSIGN_OR_RETURN(Reply r, Transfer("GET", o.directory, "", nullptr, "directory"));
   if (r.status != 200) {
     return AcmeError("directory " + o.directory, Problem(r));
   }
@@ -236,7 +238,7 @@ Result<Reply> AcmeClient::Impl::Post(const std::string& url, const std::string& 
                                      const std::string& step, const char* accept, bool with_jwk) {
   for (int attempt = 0;; ++attempt) {
     if (nonce.empty()) {
-      KILN_ASSIGN_OR_RETURN(Reply n, Transfer("HEAD", new_nonce, "", nullptr));
+      KILN_ASSIGN_OR_RETURN(Reply n, Transfer("HEAD", new_nonce, "", nullptr, "newNonce"));
       if (nonce.empty()) {
         return AcmeError("newNonce",
                          "no Replay-Nonce in the answer (HTTP " + std::to_string(n.status) + ")");
@@ -251,7 +253,7 @@ Result<Reply> AcmeClient::Impl::Post(const std::string& url, const std::string& 
     nonce.clear();  // each nonce is good for one request
     KILN_ASSIGN_OR_RETURN(std::string jws,
                           Jws(account_key.get(), json::serialize(header), payload));
-    KILN_ASSIGN_OR_RETURN(Reply r, Transfer("POST", url, jws, accept));
+    KILN_ASSIGN_OR_RETURN(Reply r, Transfer("POST", url, jws, accept, step));
     if (r.status < 400) {
       return r;
     }

@@ -184,12 +184,7 @@ class CertificatesTest : public ::testing::Test {
     ASSERT_TRUE(ca.ok());
     ca_ = std::move(*ca);
     certs_ = std::make_unique<Certificates>(
-        *ca_, "localhost",
-        [this](std::string_view host) {
-          ++custom_lookups_;
-          return host == "shop.example.com";
-        },
-        clock_);
+        *ca_, "localhost", [this](std::string_view host) { return host == custom_; }, clock_);
   }
 
   std::vector<std::string> Names(std::string_view sni) {
@@ -202,7 +197,7 @@ class CertificatesTest : public ::testing::Test {
   FakeClock clock_{kNow};
   std::unique_ptr<LocalCa> ca_;
   std::unique_ptr<Certificates> certs_;
-  int custom_lookups_ = 0;
+  std::string custom_ = "shop.example.com";
 };
 
 TEST_F(CertificatesTest, EachServedHostGetsItsOwnCertificate) {
@@ -223,15 +218,27 @@ TEST_F(CertificatesTest, UnknownNamesGetTheBaseDomainsCertificate) {
 
 TEST_F(CertificatesTest, CachesLeavesAndReissuesThemBeforeExpiry) {
   auto first = certs_->ForHost("shop.example.com");
-  int lookups = custom_lookups_;
-  EXPECT_EQ(certs_->ForHost("shop.example.com"), first);  // cached: no second lookup
-  EXPECT_EQ(custom_lookups_, lookups);
+  EXPECT_EQ(certs_->ForHost("shop.example.com"), first);  // cached
   clock_.AdvanceMs(59 * kDayMs);
   EXPECT_EQ(certs_->ForHost("shop.example.com"), first);
   clock_.AdvanceMs(2 * kDayMs);  // under a third of 90 days left
   auto renewed = certs_->ForHost("shop.example.com");
   EXPECT_NE(renewed, first);
   EXPECT_EQ(renewed->not_after_ms, clock_.NowMs() + 90 * kDayMs);
+}
+
+TEST_F(CertificatesTest, ADetachedDomainLosesItsCertificatesAtOnce) {
+  TempDir other;
+  auto foreign = LocalCa::OpenOrCreate((other.path() / "tls").string(), "", clock_.NowMs());
+  ASSERT_TRUE(foreign.ok());
+  auto acme = (*foreign)->Issue("shop.example.com", clock_.NowMs());
+  ASSERT_TRUE(acme.ok());
+  EXPECT_EQ(Names("shop.example.com"), std::vector<std::string>{"shop.example.com"});
+  certs_->SetAcme("shop.example.com", *acme);
+  custom_ = "";  // detached from its app
+  EXPECT_EQ(Names("shop.example.com"), std::vector<std::string>{"localhost"});
+  custom_ = "shop.example.com";
+  EXPECT_EQ(certs_->ForHost("shop.example.com"), *acme);
 }
 
 TEST_F(CertificatesTest, AnAcmeCertificateTakesPrecedenceWhileValid) {

@@ -105,27 +105,17 @@ std::shared_ptr<const ServedCert> Certificates::Acme(const std::string& domain) 
 
 std::shared_ptr<const ServedCert> Certificates::ForHost(std::string_view sni) {
   std::string host = NormalizeHost(sni);
-  if (!host.empty()) {
+  // Served() asks about custom domains every time (a map read and a store read, on this
+  // handshake thread): a domain detached from its app stops getting its certificate at once.
+  if (!host.empty() && Served(host)) {
     if (auto acme = Acme(host); acme && acme->not_after_ms > clock_.NowMs()) {
       return acme;
     }
-    {
-      std::lock_guard lock(mu_);
-      if (auto it = local_.find(host); it != local_.end()) {
-        // Fresh enough: Local() below decides about re-issuing, off the common path.
-        if (it->second->not_after_ms - clock_.NowMs() > int64_t{LocalCa::kLeafDays} * kDayMs / 3) {
-          return it->second;
-        }
-      }
+    auto cert = Local(host);
+    if (cert.ok()) {
+      return *cert;
     }
-    if (Served(host)) {
-      auto cert = Local(host);
-      if (cert.ok()) {
-        return *cert;
-      }
-      log::Error("cannot issue a certificate",
-                 {{"host", host}, {"error", cert.status().ToString()}});
-    }
+    log::Error("cannot issue a certificate", {{"host", host}, {"error", cert.status().ToString()}});
   }
   // No name, or one this server does not serve: the base domain's certificate. The client
   // reports a name mismatch, which says more than a failed handshake would, and clients that
