@@ -130,6 +130,7 @@ int Main(int argc, char** argv) {
   AddSandboxCommands(app, g.json, code);
   AddTemplateCommands(app, g.json, code);
   AddAppCommands(app, g.json, code);
+  AddDomainCommands(app, g.json, code);
 
   // kiln cleanup
   auto* cleanup = app.add_subcommand(

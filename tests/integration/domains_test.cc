@@ -151,6 +151,25 @@ TEST_F(DomainsTest, ADomainBelongsToOneAppAcrossWorkspaces) {
   EXPECT_EQ(Put("blog", R"(["shop.example.com"])").status, 200);
 }
 
+TEST_F(DomainsTest, TheCliSetsAndListsDomains) {
+  CreateApp("shop");
+  ProcessResult set = Cli({"domains", "set", "shop", "Shop.Example.com", "www.example.com"});
+  ASSERT_EQ(set.exit_code, 0) << set.output;
+  EXPECT_NE(set.output.find("CNAME shop.localhost"), std::string::npos) << set.output;
+  ProcessResult list = Cli({"--json", "domains", "list", "shop"});
+  ASSERT_EQ(list.exit_code, 0) << list.output;
+  auto parsed = ParseJson(list.output);
+  ASSERT_TRUE(parsed.ok()) << list.output;
+  EXPECT_EQ(parsed->at("domains").as_array().size(), 2u) << list.output;
+  EXPECT_EQ(parsed->at("domains").at(0).at("domain").as_string(), "shop.example.com");
+  ProcessResult bad = Cli({"domains", "set", "shop", "1.2.3.4"});
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("DOMAIN_INVALID"), std::string::npos) << bad.output;
+  EXPECT_EQ(Cli({"domains", "set", "shop"}).exit_code, 2);  // neither names nor --clear
+  ASSERT_EQ(Cli({"domains", "set", "shop", "--clear"}).exit_code, 0);
+  EXPECT_TRUE(Call("GET", "/v1/apps/shop/domains", admin_).Array("/data/domains").empty());
+}
+
 class DomainsWithPublicIpTest : public DomainsTest {
  protected:
   void SetUp() override {

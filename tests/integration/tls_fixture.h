@@ -159,6 +159,17 @@ class HttpsAppTest : public AppTest {
     return path;
   }
 
+  // The `kiln` CLI against this server (KILN_URL, KILN_API_KEY, a scratch config home).
+  ProcessResult Cli(const std::vector<std::string>& args) {
+    std::string cmd = "KILN_URL=" + Quote(server().url()) + " KILN_API_KEY=" + Quote(admin_) +
+                      " XDG_CONFIG_HOME=" + Quote((server().dir() / "cli-config").string()) + " " +
+                      Quote(ServerProcess::Binary());
+    for (const auto& a : args) {
+      cmd += " " + Quote(a);
+    }
+    return Shell(cmd + " 2>&1");
+  }
+
   // Creates `app` and deploys the upstream test app (tests/fixtures/upstream) to it.
   void DeployUpstream(const std::string& app) {
     CreateApp(app);

@@ -72,6 +72,10 @@ TEST_F(TlsTest, TheCaSurvivesARestart) {
   ASSERT_TRUE(server().Restart());
   fs::path after = DownloadRoot();
   EXPECT_EQ(ReadFile(after), pem);
+  // `kiln tls ca` prints the same file.
+  ProcessResult cli = Cli({"tls", "ca"});
+  EXPECT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_EQ(cli.output, pem);
   // Leaves issued after the restart verify against the root downloaded before it.
   std::string verify = Shell("openssl s_client -connect 127.0.0.1:" + std::to_string(tls_port_) +
                              " -servername x.localhost -verify_hostname x.localhost -CAfile " +
