@@ -105,9 +105,11 @@ class Takeover final : public http::Takeover {
     }
     HostMatch match = MatchHost(host, shared_->deps.base_domain);
     if (match.kind == HostMatch::Kind::kCustom) {
-      // Only domains attached to an app; other names are the API's (a reverse proxy in
-      // front of Kiln may use any name).
-      if (!shared_->deps.find_domain || !shared_->deps.find_domain(match.host)) {
+      // Only domains attached to a running app, and ACME challenges for any domain (a
+      // certificate may be ordered before its app first runs); other names are the API's (a
+      // reverse proxy in front of Kiln may use any name).
+      bool challenge = parser.get().target().starts_with("/.well-known/acme-challenge/");
+      if (!challenge && (!shared_->deps.find_domain || !shared_->deps.find_domain(match.host))) {
         return false;
       }
     }
