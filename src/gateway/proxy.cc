@@ -250,6 +250,9 @@ asio::awaitable<Result<std::unique_ptr<Upstream>>> Connect(const Shared& shared,
     co_return UpstreamFailed(route, "cannot reach the app: " + made.status().message());
   }
   auto upstream = std::make_unique<Upstream>(ex.client.get_executor());
+  // Beast reads at most what the buffer can take without growing (512 bytes at first): a
+  // 64 KiB response would take a hundred reads.
+  upstream->buffer.reserve(kPiece);
   boost::system::error_code ec;
   upstream->socket.assign(tcp::v4(), *made, ec);
   if (ec) {
@@ -639,6 +642,7 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
   // Runs beside `respond`, so an app that answers while it reads (an echo) is not stalled.
   auto send_body = [&]() -> asio::awaitable<void> {
     std::unique_ptr<char[]> data(new char[kPiece]);
+    ex.buffer.reserve(kPiece);  // as for the app's connection: large reads
     std::string frame;
     while (!body->is_done()) {
       body->get().body().data = data.get();
