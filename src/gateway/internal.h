@@ -53,9 +53,10 @@ struct Upstream {
 };
 
 // Kept-alive connections of this I/O thread (thread-local: a connection lives on one
-// io_context, and each I/O thread runs one). Get answers a live one or null; Put keeps one
-// (up to `limit` per key, for at most kIdleTime).
-std::unique_ptr<Upstream> PoolGet(const std::string& key);
+// io_context, and each I/O thread runs one). Get answers one or null (`must_be_open`: checked
+// with a peek even when it was used a moment ago); Put keeps one (up to `limit` per key, for
+// at most kIdleTime).
+std::unique_ptr<Upstream> PoolGet(const std::string& key, bool must_be_open);
 void PoolPut(std::unique_ptr<Upstream> upstream, int limit);
 
 // ---- Error answers (pages.cc) ----

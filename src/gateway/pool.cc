@@ -21,6 +21,7 @@ using Clock = std::chrono::steady_clock;
 // older than that would mostly find it closed.
 constexpr auto kIdleTime = std::chrono::seconds(4);
 constexpr auto kPruneEvery = std::chrono::seconds(10);
+constexpr auto kNoPeekTime = std::chrono::milliseconds(500);
 
 struct Pool {
   std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> idle;
@@ -49,7 +50,7 @@ bool StillOpen(Upstream& upstream) {
 
 }  // namespace
 
-std::unique_ptr<Upstream> PoolGet(const std::string& key) {
+std::unique_ptr<Upstream> PoolGet(const std::string& key, bool must_be_open) {
   auto it = pool.idle.find(key);
   if (it == pool.idle.end()) {
     return nullptr;
@@ -59,7 +60,12 @@ std::unique_ptr<Upstream> PoolGet(const std::string& key) {
   while (!list.empty()) {
     std::unique_ptr<Upstream> upstream = std::move(list.back());
     list.pop_back();
-    if (now - upstream->idle_since <= kIdleTime && StillOpen(*upstream)) {
+    auto idle = now - upstream->idle_since;
+    // A connection used a moment ago is taken without a peek (a syscall per request): the
+    // rare one the app closed meanwhile fails before any answer, and the caller retries a
+    // request without a body. A request with a body, which cannot be retried, checks.
+    bool fresh = idle < kNoPeekTime && !must_be_open;
+    if (idle <= kIdleTime && (fresh || StillOpen(*upstream))) {
       upstream->reused = true;
       return upstream;
     }

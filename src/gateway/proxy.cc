@@ -307,8 +307,10 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
   auto& req = ex.parser.get();
   Record record(shared, ex);
   record.request_id = NewRequestId();
-  record.target = std::string(req.target());
-  record.method = std::string(req.method_string());
+  if (deps.access_log) {
+    record.target = std::string(req.target());
+    record.method = std::string(req.method_string());
+  }
   const std::string& request_id = record.request_id;
   bool body_pending = !ex.parser.is_done();
   bool keep_alive = req.keep_alive() && !ex.shutting_down.load(std::memory_order_relaxed);
@@ -564,6 +566,13 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
       rp->body_limit(boost::none);
       rp->skip(head_request);
       (*up)->session.ExpiresAfter(deps.upstream_timeout);
+      if ((*up)->buffer.size() == 0) {
+        // The answer is rarely there yet: wait for it instead of a read that finds nothing.
+        auto [wait_ec] = co_await (*up)->socket.async_wait(http::Socket::wait_read, kAsTuple);
+        if (wait_ec) {
+          co_return wait_ec;
+        }
+      }
       auto [ec, n] = co_await bhttp::async_read_header((*up)->socket, (*up)->buffer, *rp, kAsTuple);
       (void)n;
       read_ec = ec;
@@ -586,7 +595,7 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
   bool have_head = false;
   for (int attempt = 0;; ++attempt) {
     std::string key = route->instance_id + ":" + std::to_string(route->port);
-    std::unique_ptr<Upstream> conn = attempt == 0 ? PoolGet(key) : nullptr;
+    std::unique_ptr<Upstream> conn = attempt == 0 ? PoolGet(key, body_pending) : nullptr;
     if (!conn) {
       auto connected = co_await Connect(shared, ex, *route);
       if (!connected.ok()) {

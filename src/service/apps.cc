@@ -336,9 +336,34 @@ std::string AppManager::Mask(const std::string& app_id, std::string text) {
 // ---- Routes ----
 
 std::shared_ptr<const AppRoute> AppManager::FindRoute(std::string_view name) const {
-  std::lock_guard lock(routes_mu_);
-  auto it = routes_.find(name);
-  return it == routes_.end() ? nullptr : it->second;
+  // Asked by the gateway for every request, from every I/O thread: a per-thread copy of the
+  // answers, dropped whenever a route changes (routes_version_), keeps the hot path off
+  // routes_mu_. An answer cached under an old version is never used.
+  struct Cache {
+    const AppManager* owner = nullptr;
+    uint64_t version = 0;
+    std::map<std::string, std::shared_ptr<const AppRoute>, std::less<>> routes;
+  };
+  thread_local Cache cache;
+  uint64_t version = routes_version_.load(std::memory_order_acquire);
+  if (cache.owner != this || cache.version != version) {
+    cache.routes.clear();
+    cache.owner = this;
+    cache.version = version;
+  }
+  if (auto hit = cache.routes.find(name); hit != cache.routes.end()) {
+    return hit->second;
+  }
+  std::shared_ptr<const AppRoute> route;
+  {
+    std::lock_guard lock(routes_mu_);
+    auto it = routes_.find(name);
+    route = it == routes_.end() ? nullptr : it->second;
+  }
+  if (cache.routes.size() < 1024) {
+    cache.routes.emplace(std::string(name), route);
+  }
+  return route;
 }
 
 std::shared_ptr<const AppRoute> AppManager::SetRoute(const store::App& app,
@@ -357,6 +382,7 @@ std::shared_ptr<const AppRoute> AppManager::SetRoute(const store::App& app,
     next->sleeping = sleeping;
   }
   std::lock_guard lock(routes_mu_);
+  routes_version_.fetch_add(1, std::memory_order_acq_rel);
   std::shared_ptr<const AppRoute> old;
   auto it = routes_.find(app.name);
   if (it != routes_.end()) {

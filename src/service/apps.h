@@ -211,6 +211,7 @@ class AppManager {
       0};  // 0: the port in server.listen  // starters (apps.examples_dir, resolved at Start)
   std::array<std::mutex, 64> locks_;
   mutable std::mutex routes_mu_;
+  std::atomic<uint64_t> routes_version_{1};  // bumped by every route change (FindRoute's cache)
   std::map<std::string, std::shared_ptr<const AppRoute>, std::less<>> routes_;  // by app name
 
   std::mutex tasks_mu_;
