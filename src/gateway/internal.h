@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -103,6 +104,23 @@ struct Shared {
   // first request. Cached per thread: the common path takes no lock.
   AppCounters& CountersFor(const service::AppRoute& route);
 };
+
+// ---- Socket work (io.cc) ----
+constexpr size_t kPiece = 64 << 10;  // the most body bytes read or written at once
+// Writes a whole answer of the gateway's own; when not keep_alive, lingers before the close.
+// True when the connection may go on.
+asio::awaitable<bool> Answer(http::Exchange& ex, std::string response, bool keep_alive);
+// Runs `work` on `pool` and resumes on `executor`'s thread with its result.
+asio::awaitable<Status> Offload(WorkerPool& pool, const http::Executor& executor,
+                                std::function<Status()> work);
+// Opens a connection to the route's app inside its network namespace (connect_timeout).
+asio::awaitable<Result<std::unique_ptr<Upstream>>> Connect(const Shared& shared, http::Exchange& ex,
+                                                           const service::AppRoute& route);
+// Copies bytes from `from` to `to` until either side ends or `from` is idle past `idle`.
+asio::awaitable<void> Pump(http::Socket& from, http::Session& from_session, http::Socket& to,
+                           std::chrono::milliseconds idle);
+// Appends "<hex size>\r\n" for a chunk of `n` bytes.
+void ChunkHead(std::string& out, size_t n);
 
 // Serves one request (proxy.cc).
 asio::awaitable<bool> Serve(Shared& shared, http::Exchange& exchange, HostMatch match);
