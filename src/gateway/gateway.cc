@@ -103,7 +103,8 @@ class Takeover final : public http::Takeover {
     if (host.empty()) {
       return false;
     }
-    HostMatch match = MatchHost(host, shared_->deps.base_domain);
+    HostMatch& match = claimed_;
+    match = MatchHost(host, shared_->deps.base_domain);
     if (match.kind == HostMatch::Kind::kCustom) {
       // Only domains attached to a running app, and ACME challenges for any domain (a
       // certificate may be ordered before its app first runs); other names are the API's (a
@@ -117,14 +118,19 @@ class Takeover final : public http::Takeover {
   }
 
   boost::asio::awaitable<bool> Serve(http::Exchange& exchange) override {
-    HostMatch match =
-        MatchHost(exchange.parser.get()[bhttp::field::host], shared_->deps.base_domain);
+    // The server calls Serve right after a Claims that said yes, on the same thread and
+    // with nothing in between: the match is taken over instead of worked out again.
+    HostMatch match = std::move(claimed_);
     co_return co_await internal::Serve(*shared_, exchange, std::move(match));
   }
 
  private:
   std::shared_ptr<internal::Shared> shared_;
+  // The last match Claims made on this thread (one Takeover serves every I/O thread).
+  static thread_local HostMatch claimed_;
 };
+
+thread_local HostMatch Takeover::claimed_;
 
 }  // namespace
 

@@ -101,9 +101,10 @@ class Takeover {
   // its framing: Content-Length and Transfer-Encoding agree, HTTP/1.0 or 1.1, Host present
   // on 1.1). Called on the connection's I/O thread; must not block.
   virtual bool Claims(const HeadParser& parser) = 0;
-  // Serves the request to the end. True when the connection can carry another request: the
-  // whole request was read and the whole answer written with keep-alive. The server closes
-  // the connection otherwise.
+  // Serves the request to the end. Called right after a Claims that answered true, on the
+  // same thread and with no suspension in between (so Claims may hand work over to it). True when
+  // the connection can carry another request: the whole request was read and the whole answer
+  // written with keep-alive. The server closes the connection otherwise.
   virtual boost::asio::awaitable<bool> Serve(Exchange& exchange) = 0;
 };
 
