@@ -131,6 +131,7 @@ int Main(int argc, char** argv) {
   AddTemplateCommands(app, g.json, code);
   AddAppCommands(app, g.json, code);
   AddDomainCommands(app, g.json, code);
+  AddMcpCommands(app, g.json, code);
 
   // kiln cleanup
   auto* cleanup = app.add_subcommand(

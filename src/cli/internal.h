@@ -33,6 +33,8 @@ void AddRollbackCommand(CLI::App& app, const bool& json_flag, int& code);
 void AddDeploymentsCommands(CLI::App& app, const bool& json_flag, int& code);
 // domain_cli.cc: `kiln domains list|set` and `kiln tls ca`.
 void AddDomainCommands(CLI::App& app, const bool& json_flag, int& code);
+// mcp_cli.cc: `kiln mcp` (the stdio bridge to /mcp) and `kiln mcp config`.
+void AddMcpCommands(CLI::App& app, const bool& json_flag, int& code);
 
 enum ExitCode { kOk = 0, kApiError = 1, kUsage = 2, kUnreachable = 3 };
 

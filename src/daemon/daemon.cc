@@ -17,6 +17,7 @@
 #include "core/process.h"
 #include "gateway/gateway.h"
 #include "http/http.h"
+#include "mcp/mcp.h"
 #include "runtime/runtime.h"
 #include "service/service.h"
 #include "store/store.h"
@@ -198,6 +199,7 @@ int Run(const Config& config) {
                             runtime.ok() ? runtime->get() : nullptr, runtime_error});
   service.Start();
   api::Api api({service, authenticator, limiter, idempotency, metrics, config});
+  mcp::Server mcp({service, authenticator, limiter, metrics, config});
 
   http::ServerOptions options;
   uint16_t port = 0;
@@ -258,7 +260,14 @@ int Run(const Config& config) {
   });
 
   auto server = http::Server::Start(
-      options, [&api](const http::Request& req, http::Response& res) { api.Handle(req, res); },
+      options,
+      [&api, &mcp](const http::Request& req, http::Response& res) {
+        if (req.path == "/mcp") {
+          mcp.Handle(req, res);
+        } else {
+          api.Handle(req, res);
+        }
+      },
       [&api](const Status& s, http::Response& res) { api.ListenerError(s, res); });
   if (!server.ok()) {
     return Fail(server.status());
