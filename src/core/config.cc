@@ -158,6 +158,14 @@ const auto kKeys = std::to_array<KeySpec>({
     {"gateway", "acme_ca_file", [](Config& c) -> FieldPtr { return &c.gateway.acme_ca_file; }},
     {"gateway", "acme_renew_days", [](Config& c) -> FieldPtr { return &c.gateway.acme_renew_days; },
      1, 365, false, "days"},
+    {"mcp", "session_idle_seconds",
+     [](Config& c) -> FieldPtr { return &c.mcp.session_idle_seconds; }, 10, 30 * kDaySeconds,
+     false, "seconds"},
+    {"mcp", "max_sessions", [](Config& c) -> FieldPtr { return &c.mcp.max_sessions; }, 1,
+     10'000'000, false, "sessions"},
+    {"mcp", "tools_page_size", [](Config& c) -> FieldPtr { return &c.mcp.tools_page_size; }, 1,
+     1000, false, "tools"},
+    {"mcp", "allowed_hosts", [](Config& c) -> FieldPtr { return &c.mcp.allowed_hosts; }},
     {"log", "level", [](Config& c) -> FieldPtr { return &c.log.level; }},
     {"log", "format", [](Config& c) -> FieldPtr { return &c.log.format; }},
     {"log", "access_log", [](Config& c) -> FieldPtr { return &c.log.access_log; }},
@@ -166,8 +174,8 @@ const auto kKeys = std::to_array<KeySpec>({
      "percent"},
 });
 
-constexpr std::array<std::string_view, 8> kSections = {"server",    "limits", "auth",    "runtime",
-                                                       "sandboxes", "apps",   "gateway", "log"};
+constexpr std::array<std::string_view, 9> kSections = {
+    "server", "limits", "auth", "runtime", "sandboxes", "apps", "gateway", "mcp", "log"};
 
 Status Invalid(std::string message, std::string hint) {
   return Status::InvalidArgument("CONFIG_INVALID", std::move(message), std::move(hint));

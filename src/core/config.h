@@ -95,6 +95,16 @@ struct Config {
     int acme_renew_days = 30;    // renew ACME certificates this many days before they expire
   } gateway;
 
+  struct Mcp {
+    int session_idle_seconds = 3600;  // an MCP session unused this long is ended
+    int max_sessions = 10000;         // beyond this, the least recently used session ends
+    int tools_page_size = 100;        // tools per tools/list page (nextCursor for more)
+    // Host names (comma-separated) besides localhost, 127.0.0.1, [::1] and base_domain that
+    // /mcp accepts in Host and Origin (DNS-rebinding protection): the name the server is
+    // reached by, when that is another one.
+    std::string allowed_hosts;
+  } mcp;
+
   struct Log {
     std::string level = "info";           // debug | info | warn | error
     std::string format = "json";          // json | text
