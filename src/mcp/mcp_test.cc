@@ -115,7 +115,7 @@ TEST_F(McpTest, OneToolPerOperationWithSchemasAndAnnotations) {
     }
     const json::object& a = t.at("annotations").as_object();
     EXPECT_EQ(a.at("readOnlyHint").as_bool(), op.read_only) << name;
-    EXPECT_EQ(a.at("destructiveHint").as_bool(), op.destructive) << name;
+    EXPECT_EQ(a.at("destructiveHint").as_bool(), op.destructive || op.method == "DELETE") << name;
     if (op.destructive) {
       EXPECT_TRUE(t.at("inputSchema").at("properties").as_object().contains("confirm")) << name;
     }
@@ -126,6 +126,10 @@ TEST_F(McpTest, OneToolPerOperationWithSchemasAndAnnotations) {
   ASSERT_NE(deploy, tools.end());
   EXPECT_FALSE(deploy->at("inputSchema").at("properties").as_object().contains("multipart"));
   EXPECT_TRUE(deploy->at("annotations").at("openWorldHint").as_bool());
+  auto kill = std::find_if(tools.begin(), tools.end(),
+                           [](const auto& t) { return t.at("name") == "sandboxes_kill"; });
+  ASSERT_NE(kill, tools.end());
+  EXPECT_TRUE(kill->at("annotations").at("destructiveHint").as_bool());
 }
 
 TEST_F(McpTest, ReadOnlyKeysSeeOnlyWhatTheyMayDo) {
@@ -218,6 +222,16 @@ TEST_F(McpTest, ToolCallsAnswerLikeRest) {
   const json::object& r = list.json.at("result").as_object();
   EXPECT_FALSE(r.contains("isError"));
   EXPECT_EQ(r.at("structuredContent").at("items").as_array().size(), 1u);  // the admin key
+  // structuredContent is what outputSchema says (clients such as the official SDK check).
+  const json::object* schema = nullptr;
+  std::vector<json::object> tools = server_->Tools(auth::kAllScopes);
+  for (const auto& t : tools) {
+    if (t.at("name") == "keys_list") {
+      schema = &t.at("outputSchema").as_object();
+    }
+  }
+  ASSERT_NE(schema, nullptr);
+  EXPECT_TRUE(service::Validate(*schema, r.at("structuredContent"), "").ok());
   // The text copy is the same JSON.
   EXPECT_EQ(*ParseJson(r.at("content").at(0).at("text").as_string()), r.at("structuredContent"));
 

@@ -69,6 +69,10 @@ bool OpenWorld(const service::Operation& op) {
   return op.name == "apps.deploy" || op.name.ends_with(".exec");
 }
 
+// What MCP calls destructive is wider than what needs `confirm`: anything that removes
+// (killing a sandbox, deleting a file or a variable, revoking a token), so clients ask first.
+bool Destructive(const service::Operation& op) { return op.destructive || op.method == "DELETE"; }
+
 std::string Description(const service::Operation& op) {
   std::string text = op.description.empty() ? op.summary : op.description;
   if (op.destructive) {
@@ -95,7 +99,7 @@ Tool FromOperation(const service::Operation& op) {
   }
   def["annotations"] = json::object{{"title", op.summary},
                                     {"readOnlyHint", op.read_only},
-                                    {"destructiveHint", op.destructive},
+                                    {"destructiveHint", Destructive(op)},
                                     {"idempotentHint", op.idempotent || op.read_only},
                                     {"openWorldHint", OpenWorld(op)}};
   t.definition = std::move(def);
