@@ -102,8 +102,8 @@ struct Session {
   int log_level = 1;  // index in kLogLevels; notifications below it are not sent
   int64_t next_stream = 1;
   int64_t next_ask = 1;
-  std::map<std::string, std::shared_ptr<EventStream>> streams;  // unanswered or undelivered
-  std::map<std::string, PendingAsk> asks;                       // by JSON-RPC id text
+  std::map<int64_t, std::shared_ptr<EventStream>> streams;  // unanswered or undelivered
+  std::map<std::string, PendingAsk> asks;                   // by JSON-RPC id text
 
   std::shared_ptr<EventStream> NewStream();
   std::shared_ptr<EventStream> FindStream(const std::string& id);

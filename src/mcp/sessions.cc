@@ -1,5 +1,6 @@
 // Sessions (Mcp-Session-Id), their SSE event streams and the questions they ask clients.
 #include <algorithm>
+#include <charconv>
 
 #include "mcp/internal.h"
 
@@ -90,25 +91,31 @@ void EventStream::Detach() {
 std::shared_ptr<EventStream> Session::NewStream() {
   auto s = std::make_shared<EventStream>();
   std::lock_guard lock(mu);
-  s->id = std::to_string(next_stream++);
+  int64_t number = next_stream++;
+  s->id = std::to_string(number);
   // Streams left unresumed (a client that went away for good) are bounded per session.
   constexpr size_t kMaxStreams = 64;
   while (streams.size() >= kMaxStreams) {
-    streams.erase(streams.begin());
+    streams.erase(streams.begin());  // the oldest
   }
-  streams[s->id] = s;
+  streams[number] = s;
   return s;
 }
 
 std::shared_ptr<EventStream> Session::FindStream(const std::string& stream_id) {
+  int64_t number = 0;
+  if (std::from_chars(stream_id.data(), stream_id.data() + stream_id.size(), number).ec !=
+      std::errc()) {
+    return nullptr;
+  }
   std::lock_guard lock(mu);
-  auto it = streams.find(stream_id);
+  auto it = streams.find(number);
   return it == streams.end() ? nullptr : it->second;
 }
 
 void Session::DropStream(const std::string& stream_id) {
   std::lock_guard lock(mu);
-  streams.erase(stream_id);
+  std::erase_if(streams, [&](const auto& entry) { return entry.second->id == stream_id; });
 }
 
 std::shared_ptr<Session> SessionTable::Create(const std::string& key_id,
@@ -166,7 +173,7 @@ void SessionTable::EndLocked(
     std::unordered_map<std::string, std::shared_ptr<Session>>::iterator it) {
   std::shared_ptr<Session> s = it->second;
   sessions_.erase(it);
-  std::map<std::string, std::shared_ptr<EventStream>> streams;
+  std::map<int64_t, std::shared_ptr<EventStream>> streams;
   {
     std::lock_guard lock(s->mu);
     s->ended = true;
