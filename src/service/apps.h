@@ -37,9 +37,12 @@
 namespace kiln::service {
 
 struct DeployRequest {
-  std::string source_type;  // upload | url | git | template
-  std::string upload_path;  // upload: the archive, already saved (it is moved into the build)
-  int64_t upload_bytes = 0;
+  std::string source_type;  // upload | files | url | git | template
+  // upload, files: the archive, already saved (it is moved into the build); files: a plain tar
+  // of the inline files (WriteFilesArchive)
+  std::string upload_path;
+  int64_t upload_bytes = 0;  // upload: the archive's size; files: the files' bytes
+  int64_t file_count = 0;    // files: how many
   std::string url;
   std::string git_repo, git_ref;
   std::string starter;

@@ -1,11 +1,12 @@
-// Deployments: create (upload, URL, git, starter), list, get, logs, cancel, and rollback
-// (shared/API.md "Apps and deployments").
+// Deployments: create (upload, inline files, URL, git, starter), list, get, logs, cancel, and
+// rollback (shared/API.md "Apps and deployments").
 #include <filesystem>
 #include <fstream>
 
 #include "core/crypto.h"
 #include "service/apps.h"
 #include "service/operations.h"
+#include "service/sources_internal.h"
 
 namespace kiln::service {
 namespace {
@@ -16,7 +17,7 @@ const char* kDeploymentSchema = R"js({"type": "object", "properties": {
     "id": {"type": "string"}, "app": {"type": "string"}, "appName": {"type": "string"},
     "kind": {"type": "string", "enum": ["deploy", "rollback"]},
     "status": {"type": "string", "enum": ["queued", "building", "deploying", "live", "failed", "cancelled", "superseded"]},
-    "source": {"type": "object", "description": "type (upload, url, git, template, release) and its details"},
+    "source": {"type": "object", "description": "type (upload, files, url, git, template, release) and its details"},
     "config": {"type": "object", "description": "the overrides asked for"},
     "steps": {"type": "array", "items": {"type": "object", "properties": {
         "name": {"type": "string"}, "status": {"type": "string", "enum": ["pending", "running", "ok", "failed", "skipped", "cancelled"]},
@@ -68,16 +69,66 @@ Status ReadOverrides(const json::object& in, DeployRequest* r) {
   return Status::Ok();
 }
 
+// The `files` of a request: checked and decoded in memory, then written as a tar archive where
+// an upload goes, for the deployer to unpack like one.
+Status SaveInlineFiles(const Deps& d, const json::array& items, DeployRequest* r) {
+  std::vector<InlineFile> files;
+  files.reserve(items.size());
+  for (const json::value& item : items) {
+    if (!item.is_object()) {
+      return Status::InvalidArgument("VALIDATION_FAILED", "files: every item must be an object",
+                                     "send {\"path\": \"server.js\", \"content\": \"...\"}");
+    }
+    const json::object& o = item.as_object();
+    InlineFile f;
+    f.path = GetString(o, "path");
+    f.content = GetString(o, "content");
+    f.base64 = GetString(o, "encoding") == "base64";
+    f.executable = GetBool(o, "executable");
+    files.push_back(std::move(f));
+  }
+  KILN_ASSIGN_OR_RETURN(int64_t bytes, PrepareInlineFiles(files, d.config.apps.upload_max_bytes));
+  std::string dir = d.config.server.data_dir + "/builds";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::string path = dir + "/" + NewId("upload") + ".tar";
+  KILN_RETURN_IF_ERROR(WriteFilesArchive(files, path).status());
+  r->source_type = "files";
+  r->upload_path = std::move(path);
+  r->upload_bytes = bytes;
+  r->file_count = static_cast<int64_t>(files.size());
+  return Status::Ok();
+}
+
+Status SourceConflict(std::string_view other) {
+  return Status::InvalidArgument(
+      "SOURCE_CONFLICT", "files and " + std::string(other) + " were both given",
+      "send one source: the app's files inline in `files`, or `source` (url, git, template), "
+      "or a multipart upload");
+}
+
 Operation CreateOp(const Deps& d, AppManager& m) {
   Operation op;
   op.name = "apps.deploy";
   op.summary = "Deploy code to an app: build it and put it live with no downtime";
   op.description =
       "Starts a deployment and answers at once (202) with its record; follow it with "
-      "deployments.logs. The source is one of: an uploaded .tar.gz (REST multipart/form-data "
-      "with a `source` file part and an optional `config` JSON part), `source.url` (a tarball "
-      "over http/https), `source.git` {repo, ref} (any repository git can clone), or "
-      "`source.template` (a starter: node, python, static, hello). The runtime is detected "
+      "deployments.logs. The source is one of: `files`, the app's files inline (for a client "
+      "that has the code but no filesystem or archive to send, such as an agent writing an "
+      "app: a few files to a few hundred); an uploaded .tar.gz (REST multipart/form-data "
+      "with a `source` file part and an optional `config` JSON part); `source.url` (a tarball "
+      "over http/https); `source.git` {repo, ref} (any repository git can clone); or "
+      "`source.template` (a starter: node, python, static, hello). Prefer source.git or "
+      "source.url for code that is already published, and an upload for a large tree. Each "
+      "file of `files` has a path relative to the app's root with / between names "
+      "(\"server.js\", \"public/index.html\"; no leading /, no . or ..), its content as text "
+      "(encoding utf8, the default) or base64 (encoding base64, for binary files such as "
+      "images), and executable: true for scripts to run; at most " +
+      std::to_string(kMaxInlineFiles) + " files and " + HumanBytes(d.config.apps.upload_max_bytes) +
+      " decoded in all, and the whole request at most " +
+      HumanBytes(d.config.server.body_limit_bytes) +
+      ". Leave out dependencies (node_modules): the build installs them from package.json or "
+      "requirements.txt. The runtime is detected "
       "(package.json → node, requirements.txt/pyproject/app.py → python, go.mod → go, "
       "index.html → static, Procfile → its web line); install, build, preStart, start and port "
       "override it. The new release goes live only once it answers on its port (or "
@@ -92,20 +143,45 @@ Operation CreateOp(const Deps& d, AppManager& m) {
   op.input = Schema(
       std::string(
           R"js({"type": "object", "additionalProperties": false, "required": ["app"], "properties": {
+      "files": {"type": "array", "minItems": 1, "maxItems": )js") +
+      std::to_string(kMaxInlineFiles) +
+      R"js(, "description": "the app's files inline, instead of source or an upload",
+          "items": {"type": "object", "additionalProperties": false, "required": ["path", "content"], "properties": {
+              "path": {"type": "string", "minLength": 1, "maxLength": )js" +
+      std::to_string(kMaxInlinePathBytes) +
+      R"js(, "description": "relative to the app's root, / between names: public/index.html"},
+              "content": {"type": "string", "description": "the file's text, or its bytes in base64"},
+              "encoding": {"type": "string", "enum": ["utf8", "base64"], "default": "utf8", "description": "how content is written"},
+              "executable": {"type": "boolean", "default": false, "description": "mode 755 instead of 644"}}}},
       "source": {"type": "object", "additionalProperties": false, "maxProperties": 1, "properties": {
           "url": {"type": "string", "minLength": 1, "maxLength": 4096, "description": "http(s) URL of a .tar.gz"},
           "git": {"type": "object", "additionalProperties": false, "required": ["repo"], "properties": {
               "repo": {"type": "string", "minLength": 1, "maxLength": 4096}, "ref": {"type": "string", "maxLength": 255}}},
           "template": {"type": "string", "minLength": 1, "maxLength": 64, "description": "a starter shipped with Kiln"}}},
       "multipart": {"type": "string", "description": "REST only: the multipart/form-data body"},
-      "multipartType": {"type": "string", "description": "REST only: its Content-Type"},)js") +
+      "multipartType": {"type": "string", "description": "REST only: its Content-Type"},)js" +
       std::string(kOverrideProps) + "," + std::string(kAppProp) + "}}");
   op.output = Schema(kDeploymentSchema);
   op.run = [&d, &m](Context& ctx, const json::object& in) -> Result<json::value> {
     KILN_ASSIGN_OR_RETURN(store::App app, m.Get(ctx.principal.workspace.id, GetString(in, "app")));
     DeployRequest r;
     KILN_RETURN_IF_ERROR(ReadOverrides(in, &r));
-    if (auto body = FindString(in, "multipart")) {
+    auto source_field = in.find("source");
+    bool has_source = source_field != in.end() && source_field->value().is_object() &&
+                      !source_field->value().as_object().empty();
+    if (auto files = in.find("files"); files != in.end()) {
+      if (in.contains("multipart")) {
+        return SourceConflict("a multipart upload");
+      }
+      if (has_source) {
+        return SourceConflict("source");
+      }
+      if (!files->value().is_array()) {
+        return Status::InvalidArgument("VALIDATION_FAILED", "files: must be an array",
+                                       "send [{\"path\": \"server.js\", \"content\": \"...\"}]");
+      }
+      KILN_RETURN_IF_ERROR(SaveInlineFiles(d, files->value().as_array(), &r));
+    } else if (auto body = FindString(in, "multipart")) {
       KILN_ASSIGN_OR_RETURN(std::vector<FormPart> parts,
                             ParseMultipart(GetString(in, "multipartType"), *body));
       const FormPart* source = nullptr;
@@ -145,8 +221,8 @@ Operation CreateOp(const Deps& d, AppManager& m) {
         return Status::Unavailable("DISK_FULL", "cannot save the upload",
                                    "free disk space in the data directory");
       }
-    } else if (auto it = in.find("source"); it != in.end() && !it->value().as_object().empty()) {
-      const json::object& s = it->value().as_object();
+    } else if (has_source) {
+      const json::object& s = source_field->value().as_object();
       if (auto url = FindString(s, "url")) {
         if (!url->starts_with("http://") && !url->starts_with("https://")) {
           return Status::InvalidArgument("SOURCE_URL_INVALID",
@@ -179,11 +255,20 @@ Operation CreateOp(const Deps& d, AppManager& m) {
     } else {
       return Status::InvalidArgument(
           "SOURCE_MISSING", "a deployment needs a source",
-          "upload a .tar.gz (multipart part `source`), or give source.url, source.git or "
-          "source.template");
+          "send the app's files inline in `files`, upload a .tar.gz (multipart part `source`), "
+          "or give source.url, source.git or source.template");
     }
-    KILN_ASSIGN_OR_RETURN(store::Deployment dep, m.Deploy(ctx.principal, app, std::move(r)));
-    return m.DeploymentJson(dep);
+    std::string saved = r.upload_path;
+    auto dep = m.Deploy(ctx.principal, app, std::move(r));
+    if (!dep.ok()) {
+      // Refused before the deployment took the saved archive over (no runtime, shutting down).
+      if (!saved.empty()) {
+        std::error_code ec;
+        fs::remove(saved, ec);
+      }
+      return dep.status();
+    }
+    return m.DeploymentJson(*dep);
   };
   return op;
 }

@@ -172,6 +172,9 @@ Result<store::Deployment> AppManager::Deploy(const auth::Principal& principal,
   json::object source{{"type", request.source_type}};
   if (request.source_type == "upload") {
     source["bytes"] = request.upload_bytes;
+  } else if (request.source_type == "files") {
+    source["count"] = request.file_count;
+    source["bytes"] = request.upload_bytes;
   } else if (request.source_type == "url") {
     source["url"] = request.url;
   } else if (request.source_type == "git") {
@@ -348,7 +351,7 @@ void AppManager::RunDeployment(std::shared_ptr<Task> task) {
   limits.max_entries = deps_.config.apps.unpacked_max_entries;
   Status got;
   auto source_log = [&](std::string_view line) { log(std::string(line)); };
-  if (req.source_type == "upload" || req.source_type == "url") {
+  if (req.source_type == "upload" || req.source_type == "files" || req.source_type == "url") {
     std::string archive = build_dir + "/source.tar.gz";
     if (req.source_type == "url") {
       log("fetching " + req.url);
@@ -356,7 +359,9 @@ void AppManager::RunDeployment(std::shared_ptr<Task> task) {
     }
     if (got.ok()) {
       std::error_code ec;
-      log("unpacking " + std::to_string(fs::file_size(archive, ec)) + " bytes");
+      log(req.source_type == "files"
+              ? "unpacking " + std::to_string(req.file_count) + " inline files"
+              : "unpacking " + std::to_string(fs::file_size(archive, ec)) + " bytes");
       got = ExtractArchive(archive, app_dir, limits);
       fs::remove(archive, ec);
     }

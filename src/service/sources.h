@@ -1,8 +1,9 @@
 #pragma once
 // Module-private: where a deployment's code comes from, and how it is built and started
 // (DESIGN.md §4). Sources are materialized into a fresh directory on the host: an uploaded
-// tar.gz, the URL of one, a git repository at a ref, or a starter from examples/. Nothing
-// here runs user code; the build itself runs in an instance (service/deployer).
+// tar.gz, files sent inline in the request (written as a tar), the URL of a tar.gz, a git
+// repository at a ref, or a starter from examples/. Nothing here runs user code; the build
+// itself runs in an instance (service/deployer).
 //
 // Every function is blocking and thread-safe. Errors carry their own codes so a failed
 // deployment can say exactly what was wrong with its source:
@@ -78,6 +79,37 @@ Status CopyStarter(const std::string& examples_dir, const std::string& name,
                    const std::string& dest);
 // Starters shipped in `examples_dir`, sorted.
 std::vector<std::string> ListStarters(const std::string& examples_dir);
+
+// A file of an app sent inline in a deployment request (apps.deploy `files`), for clients
+// without a filesystem to pack: an AI agent over MCP or REST.
+struct InlineFile {
+  std::string path;         // relative to the app's root, '/'-separated: "src/app.js"
+  std::string content;      // as sent: the text itself, or base64 of the bytes when `base64`
+  bool base64 = false;      // content is standard base64 (padding optional, line breaks ignored)
+  bool executable = false;  // mode 0755 instead of 0644
+};
+inline constexpr size_t kMaxInlineFiles = 1000;
+inline constexpr size_t kMaxInlinePathBytes = 255;
+
+// Checks inline files before anything touches disk, and decodes their contents in place
+// (afterwards every `content` holds the file's bytes and `base64` is false). Answers the total
+// number of bytes. Errors (messages name the file as files[INDEX] "PATH"):
+//   FILES_PATH_INVALID: empty, absolute ("/x"), longer than kMaxInlinePathBytes, an empty,
+//     "." or ".." segment ("a//b", "a/", "./a", "../a"), a NUL, backslash or control
+//     character, or a path that is also the directory of another ("a" and "a/b")  InvalidArgument
+//   FILES_DUPLICATE_PATH: the same path twice                                      InvalidArgument
+//   FILES_ENCODING_INVALID: content that is not base64                             InvalidArgument
+//   FILES_TOO_MANY: more than kMaxInlineFiles files; SOURCE_EMPTY: none            InvalidArgument
+//   ARCHIVE_TOO_LARGE: more than `max_bytes` decoded in all                        PayloadTooLarge
+// Pure and thread-safe.
+Result<int64_t> PrepareInlineFiles(std::vector<InlineFile>& files, int64_t max_bytes);
+
+// Writes prepared inline files (PrepareInlineFiles) as an uncompressed tar archive to the new
+// file `dest` (created 0600; must not exist), for ExtractArchive to unpack like an upload:
+// the archive's root "./" first, so the paths are kept as given, then each file with mode
+// 0644 or 0755 (directories are made by the extractor). Answers the archive's size. On error
+// `dest` is removed again (DISK_FULL for ENOSPC/EDQUOT, Internal otherwise).
+Result<int64_t> WriteFilesArchive(const std::vector<InlineFile>& files, const std::string& dest);
 
 // How a release is built and started. Detected from the files, then each field the
 // deployment sets overrides it.

@@ -1,9 +1,10 @@
 // Apps end to end on real instances: deploy from an upload, a URL, git and a starter; fetch
 // through the gateway; redeploy under load with no failed request; failed deploys keep the old
-// release; rollback; /data survives; secrets stay hidden.
+// release; rollback; /data survives; secrets stay hidden; files sent inline in the request.
 #include <atomic>
 #include <thread>
 
+#include "core/crypto.h"
 #include "integration/app_fixture.h"
 
 namespace kiln::testing {
@@ -148,6 +149,80 @@ TEST_F(AppTest, RedeployUnderLoadFailsNoRequest) {
     apps += ReadFile(e.path() / "instance.json").find("app:") != std::string::npos;
   }
   EXPECT_EQ(apps, 1);
+}
+
+// An agent without a filesystem sends the app's files in the request (utf8 and base64).
+TEST_F(AppTest, DeploysFilesSentInlineAndRefusesBadOnesBeforeStoringAnything) {
+  CreateApp("inline");
+  const std::string png("\x89PNG\r\n\x1a\n\0\0\xff\xfe", 12);
+  auto file = [](std::string path, std::string content, std::string encoding = "",
+                 bool executable = false) {
+    json::object f{{"path", path}, {"content", content}};
+    if (!encoding.empty()) {
+      f["encoding"] = encoding;
+    }
+    if (executable) {
+      f["executable"] = true;
+    }
+    return f;
+  };
+  // The start script must keep its executable bit to run.
+  const std::string run_sh =
+      "#!/bin/sh\necho started by run.sh\nexec python3 -m http.server \"$PORT\" --bind 127.0.0.1\n";
+  json::object body{{"files", json::array{file("index.html", "<h1>sent inline</h1>", "utf8"),
+                                          file("img/logo.png", crypto::Base64Encode(png), "base64"),
+                                          file("run.sh", run_sh, "", true)}},
+                    {"start", "./run.sh"}};
+  Reply dep = DeployJson("inline", json::serialize(body));
+  ASSERT_EQ(dep.Str("/data/status"), "live") << dep;
+  EXPECT_EQ(dep.Str("/data/source/type"), "files");
+  EXPECT_EQ(dep.Int("/data/source/count"), 3);
+  EXPECT_EQ(
+      dep.Int("/data/source/bytes"),
+      static_cast<int64_t>(std::string("<h1>sent inline</h1>").size() + png.size() + run_sh.size()))
+      << dep;
+  EXPECT_EQ(Call("GET", "/v1/apps/inline", admin_).Str("/data/release/runtime"), "static");
+  EXPECT_EQ(Body("inline"), "<h1>sent inline</h1>");
+  EXPECT_EQ(Body("inline", "/img/logo.png"), png);
+  Reply log = Call("GET", "/v1/deployments/" + dep.Str("/data/id") + "/logs", admin_);
+  EXPECT_NE(log.body.find("unpacking 3 inline files"), std::string::npos) << log;
+  EXPECT_TRUE(!fs::exists(server().dir() / "builds") || fs::is_empty(server().dir() / "builds"));
+
+  // Bad input is refused at once, before anything is stored or deployed.
+  auto deploy = [&](const json::object& b) {
+    return Call("POST", "/v1/apps/inline/deployments", admin_, json::serialize(b));
+  };
+  Reply dotdot =
+      deploy({{"files", json::array{file("index.html", "x"), file("../../etc/cron.d/evil", "x")}}});
+  EXPECT_EQ(dotdot.status, 400) << dotdot;
+  EXPECT_EQ(dotdot.ErrorCode(), "FILES_PATH_INVALID");
+  EXPECT_NE(dotdot.Str("/error/message").find("files[1]"), std::string::npos) << dotdot;
+  EXPECT_NE(dotdot.Str("/error/message").find("../../etc/cron.d/evil"), std::string::npos);
+  EXPECT_FALSE(dotdot.Str("/error/hint").empty());
+  Reply absolute = deploy({{"files", json::array{file("/etc/passwd", "x")}}});
+  EXPECT_EQ(absolute.ErrorCode(), "FILES_PATH_INVALID") << absolute;
+  Reply dup = deploy({{"files", json::array{file("a.html", "1"), file("a.html", "2")}}});
+  EXPECT_EQ(dup.status, 400);
+  EXPECT_EQ(dup.ErrorCode(), "FILES_DUPLICATE_PATH") << dup;
+  Reply bad64 = deploy({{"files", json::array{file("logo.png", "not base64 at all!", "base64")}}});
+  EXPECT_EQ(bad64.status, 400);
+  EXPECT_EQ(bad64.ErrorCode(), "FILES_ENCODING_INVALID") << bad64;
+  Reply both = deploy({{"files", json::array{file("index.html", "x")}},
+                       {"source", json::object{{"template", "static"}}}});
+  EXPECT_EQ(both.status, 400);
+  EXPECT_EQ(both.ErrorCode(), "SOURCE_CONFLICT") << both;
+  EXPECT_FALSE(both.Str("/error/hint").empty());
+  Reply none = deploy({{"files", json::array{}}});
+  EXPECT_EQ(none.status, 400);
+  EXPECT_EQ(none.ErrorCode(), "VALIDATION_FAILED") << none;
+  Reply encoding = deploy({{"files", json::array{file("a", "x", "latin1")}}});
+  EXPECT_EQ(encoding.ErrorCode(), "VALIDATION_FAILED") << encoding;
+
+  Reply list = Call("GET", "/v1/apps/inline/deployments", admin_);
+  EXPECT_EQ(list.Array("/data").size(), 1u) << list;
+  EXPECT_TRUE(!fs::exists(server().dir() / "builds") || fs::is_empty(server().dir() / "builds"));
+  EXPECT_FALSE(fs::exists(server().dir() / "etc"));
+  EXPECT_EQ(Body("inline"), "<h1>sent inline</h1>");
 }
 
 TEST_F(AppTest, FailedDeploysKeepTheLiveReleaseAndSayWhy) {
