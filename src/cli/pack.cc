@@ -320,6 +320,9 @@ Result<Pack> PackDirectory(const std::string& dir, const PackOptions& options) {
                                                                    &archive_write_free);
   if (archive_write_add_filter_gzip(a.get()) != ARCHIVE_OK ||
       archive_write_set_format_pax_restricted(a.get()) != ARCHIVE_OK ||
+      // Names go as the bytes they are: in the C locale (scripts, CI) libarchive would refuse
+      // to translate a name such as "café.txt" otherwise.
+      archive_write_set_format_option(a.get(), "pax", "hdrcharset", "BINARY") != ARCHIVE_OK ||
       archive_write_set_bytes_in_last_block(a.get(), 1) != ARCHIVE_OK ||
       archive_write_open(a.get(), &pack.archive, nullptr, AppendToString, nullptr) != ARCHIVE_OK) {
     return ArchiveError(a.get(), dir);

@@ -1,8 +1,10 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <gtest/gtest.h>
+
 #include <sys/stat.h>
 #include <unistd.h>
+#include <clocale>
 
 #include <filesystem>
 #include <fstream>
@@ -221,6 +223,15 @@ TEST_F(PackTest, RoundTripLeavesOutGitIgnoredAndOutsideLinks) {
   std::string warnings = pack->warnings[0] + "\n" + pack->warnings[1];
   EXPECT_NE(warnings.find("lib/link-up"), std::string::npos) << warnings;
   EXPECT_NE(warnings.find("link-abs"), std::string::npos) << warnings;
+}
+
+TEST_F(PackTest, NamesThatAreNotAsciiInTheCLocale) {
+  std::setlocale(LC_ALL, "C");  // as in scripts and CI: no UTF-8 locale to translate with
+  Write("caf\xc3\xa9/\xc3\xbc.txt", "umlaut");
+  auto pack = PackDirectory(dir_.string());
+  ASSERT_TRUE(pack.ok()) << pack.status().ToString();
+  auto entries = Read(pack->archive);
+  EXPECT_EQ(entries["caf\xc3\xa9/\xc3\xbc.txt"].content, "umlaut");
 }
 
 TEST_F(PackTest, SameFilesSameArchiveOrder) {
