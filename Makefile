@@ -34,6 +34,7 @@ bench: build
 	BUILD=$(BUILD) bench/sandbox/run.sh
 	BUILD=$(BUILD) bench/deploy/run.sh
 	BUILD=$(BUILD) bench/gateway/run.sh
+	BUILD=$(BUILD) bench/mcp/run.sh
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'bench/*.cc')
