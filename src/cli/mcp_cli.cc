@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <list>
@@ -142,13 +143,17 @@ json::value ErrorMessage(const json::value& id, int code, const std::string& mes
   return json::object{{"jsonrpc", "2.0"}, {"id", id}, {"error", std::move(error)}};
 }
 
-// One bridge between this process's stdin/stdout and a server's /mcp. Run reads stdin on the
-// calling thread; each request is sent on a thread of its own, so a long tools/call holds up
-// neither a ping nor the client's answer to a question the server asked meanwhile. Writes to
-// stdout are serialized by out_mu_; the session by session_mu_.
+// One bridge between this process's stdin/stdout and a server's /mcp. Threads take turns at
+// reading stdin (leader and followers): the thread that read a request makes another one the
+// reader, then sends the request itself, so a long tools/call holds up neither a ping nor the
+// client's answer to a question the server asked meanwhile, and a quick call costs no handoff
+// between threads. Writes to stdout are serialized by out_mu_; the session by session_mu_.
 class Bridge {
  public:
   explicit Bridge(Profile profile) : profile_(std::move(profile)) {}
+  ~Bridge() { std::free(read_buf_); }
+  Bridge(const Bridge&) = delete;
+  Bridge& operator=(const Bridge&) = delete;
 
   int Run() {
     // A client that closes its end of the pipe must not kill us in the middle of a write.
@@ -159,32 +164,20 @@ class Bridge {
     } else {
       Log("bridging stdio to " + profile_.url + "/mcp");
     }
-    char* buf = nullptr;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = ::getline(&buf, &cap, stdin)) >= 0) {
-      std::string line(buf, static_cast<size_t>(n));
-      while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
-        line.pop_back();
-      }
-      if (line.find_first_not_of(" \t") == std::string::npos) {
-        continue;
-      }
-      Dispatch(std::move(line));
-      Reap(false);
+    Serve();
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(lead_mu_);
+      threads.swap(threads_);  // none starts after the end of input
     }
-    std::free(buf);
-    Reap(true);
+    for (std::thread& t : threads) {
+      t.join();  // the requests in flight are answered first
+    }
     EndSession();
     return kOk;
   }
 
  private:
-  struct Worker {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;
-  };
-
   void Emit(const json::value& message) {
     std::string text = json::serialize(message);
     text += '\n';
@@ -193,19 +186,66 @@ class Bridge {
     std::fflush(stdout);
   }
 
-  // Joins the request threads that are done (all of them with `all`, waiting for each).
-  void Reap(bool all) {
-    for (auto it = workers_.begin(); it != workers_.end();) {
-      if (all || it->done->load()) {
-        it->thread.join();
-        it = workers_.erase(it);
-      } else {
-        ++it;
+  // Runs on every bridge thread: waits to be the reader, reads lines and handles them until one
+  // is a request, which it sends after handing the reading to another thread. Returns at the
+  // end of input.
+  void Serve() {
+    std::unique_lock lock(lead_mu_);
+    for (;;) {
+      ++waiting_;
+      lead_cv_.wait(lock, [&] { return !reading_ || eof_; });
+      --waiting_;
+      if (eof_) {
+        return;
+      }
+      reading_ = true;
+      lock.unlock();
+      bool leading = true;
+      while (leading) {
+        std::string line;
+        if (!ReadLine(&line)) {
+          lock.lock();
+          eof_ = true;
+          reading_ = false;
+          lead_cv_.notify_all();
+          return;
+        }
+        Dispatch(std::move(line), &leading);
+      }
+      lock.lock();
+    }
+  }
+
+  // The next non-blank line of stdin, without its line end; false at its end.
+  bool ReadLine(std::string* line) {
+    for (;;) {
+      ssize_t n = ::getline(&read_buf_, &read_cap_, stdin);
+      if (n < 0) {
+        return false;
+      }
+      line->assign(read_buf_, static_cast<size_t>(n));
+      while (!line->empty() && (line->back() == '\n' || line->back() == '\r')) {
+        line->pop_back();
+      }
+      if (line->find_first_not_of(" \t") != std::string::npos) {
+        return true;
       }
     }
   }
 
-  void Dispatch(std::string line) {
+  // Lets another thread read stdin, starting one when none waits.
+  void HandOffReading() {
+    std::lock_guard lock(lead_mu_);
+    reading_ = false;
+    if (waiting_ == 0 && threads_.size() < kMaxThreads) {
+      threads_.emplace_back([this] { Serve(); });
+    }
+    lead_cv_.notify_one();
+  }
+
+  // Handles one line. A request (but initialize) is sent after HandOffReading, and *leading
+  // is then false; everything else is handled while this thread still reads, in order.
+  void Dispatch(std::string line, bool* leading) {
     auto parsed = ParseJson(line);
     if (!parsed.ok()) {
       Emit(ErrorMessage(nullptr, kParseError, "parse error: " + parsed.status().message()));
@@ -251,16 +291,13 @@ class Bridge {
       }
       return;
     }
-    auto done = std::make_shared<std::atomic<bool>>(false);
     json::value request_id = id->value();
-    workers_.push_back({std::thread([this, done, request_id, line = std::move(line)] {
-                          Exchange x = Deliver(line, &request_id, kCallTimeout);
-                          if (!x.got_response) {
-                            Emit(Failure(request_id, x));
-                          }
-                          done->store(true);
-                        }),
-                        done});
+    *leading = false;
+    HandOffReading();
+    Exchange x = Deliver(line, &request_id, kCallTimeout);
+    if (!x.got_response) {
+      Emit(Failure(request_id, x));
+    }
   }
 
   void Initialize(const json::object& msg, const std::string& line) {
@@ -443,7 +480,10 @@ class Bridge {
       }
       return events.Feed(piece, on_data);
     };
-    auto res = http::Fetch(req);
+    // One kept-alive connection per thread: a new connection per message would cost the
+    // bridge and the server more than the call itself.
+    thread_local http::ClientConnection connection;
+    auto res = connection.Fetch(req);
     x.last_event_id = events.last_event_id();
     x.retry_ms = events.retry_ms();
     if (!res.ok()) {
@@ -567,7 +607,17 @@ class Bridge {
   }
 
   const Profile profile_;
-  std::list<Worker> workers_;  // the reader thread's only
+  // Leader and followers (Serve): reading_ while a thread reads stdin; waiting_ threads wait
+  // to be the reader; threads_ are all but the first (Run's own), started on demand.
+  static constexpr size_t kMaxThreads = 256;
+  std::mutex lead_mu_;
+  std::condition_variable lead_cv_;
+  bool reading_ = false;
+  bool eof_ = false;
+  int waiting_ = 0;
+  std::vector<std::thread> threads_;
+  char* read_buf_ = nullptr;  // getline's buffer: used by the reading thread only
+  size_t read_cap_ = 0;
 
   std::mutex out_mu_;  // one line at a time on stdout
 

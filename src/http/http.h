@@ -206,6 +206,23 @@ struct ClientResponse {
 };
 Result<ClientResponse> Fetch(const ClientRequest& request);
 
+// The same client over one kept-alive connection, for a caller that sends many requests to
+// one server (the stdio MCP bridge): the socket is reused while the server allows it, and a
+// request that finds it closed by the server (idle timeout) is sent once more on a new one.
+// One request at a time: not thread-safe; use one per thread.
+class ClientConnection {
+ public:
+  ClientConnection();
+  ~ClientConnection();
+  ClientConnection(const ClientConnection&) = delete;
+  ClientConnection& operator=(const ClientConnection&) = delete;
+  Result<ClientResponse> Fetch(const ClientRequest& request);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 // Percent-decoding for paths ('+' stays '+'); InvalidArgument "INVALID_ENCODING" for a bad
 // escape. The server decodes query strings itself, with '+' as a space.
 Result<std::string> PercentDecode(std::string_view text);
