@@ -187,6 +187,34 @@ TEST_F(ServerTest, RoundTripThroughFetch) {
   EXPECT_THAT(std::string(response->Header("x-remote")), StartsWith("127.0.0.1:"));
 }
 
+TEST_F(ServerTest, ClientConnectionReusesItsSocketAndReconnectsWhenTheServerClosedIt) {
+  ServerOptions options;
+  options.idle_timeout = milliseconds(200);
+  Start(options);
+  ClientConnection connection;
+  ClientRequest request;
+  request.method = "POST";
+  request.url = Url("/v1/echo");
+  request.timeout = milliseconds(5000);
+  std::vector<std::string> remotes;
+  for (std::string body : {"one", "two"}) {
+    request.body = body;
+    auto response = connection.Fetch(request);
+    ASSERT_TRUE(response.ok()) << response.status().ToString();
+    EXPECT_EQ(response->body, "POST /v1/echo body=" + body);
+    remotes.emplace_back(response->Header("x-remote"));
+  }
+  EXPECT_EQ(remotes[0], remotes[1]);  // the same client port: one connection
+
+  // The server closes the idle connection; the next request goes out on a new one.
+  std::this_thread::sleep_for(milliseconds(500));
+  request.body = "three";
+  auto response = connection.Fetch(request);
+  ASSERT_TRUE(response.ok()) << response.status().ToString();
+  EXPECT_EQ(response->body, "POST /v1/echo body=three");
+  EXPECT_NE(std::string(response->Header("x-remote")), remotes[0]);
+}
+
 TEST_F(ServerTest, DecodesPathAndQuery) {
   Start();
   auto response = Get("/files/a%20b/c+d?name=J%C3%BCrgen+M&plus=%2B&flag&=v");
