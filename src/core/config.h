@@ -22,6 +22,7 @@ struct Config {
     int read_timeout_ms = 30'000;           // time to send a whole body
     int idle_timeout_ms = 60'000;           // keep-alive connection with no request
     int shutdown_grace_ms = 10'000;         // requests in flight get this long on SIGTERM
+    std::string dashboard_dir;              // the built dashboard; "" = web/ beside the binary
   } server;
 
   struct Limits {

@@ -22,6 +22,7 @@
 #include "service/service.h"
 #include "store/store.h"
 #include "tls/tls.h"
+#include "web/web.h"
 
 namespace kiln::daemon {
 namespace {
@@ -200,6 +201,8 @@ int Run(const Config& config) {
   service.Start();
   api::Api api({service, authenticator, limiter, idempotency, metrics, config});
   mcp::Server mcp({service, authenticator, limiter, metrics, config});
+  web::Dashboard dashboard(config.server.dashboard_dir.empty() ? BesideExecutable("web")
+                                                               : config.server.dashboard_dir);
 
   http::ServerOptions options;
   uint16_t port = 0;
@@ -261,9 +264,11 @@ int Run(const Config& config) {
 
   auto server = http::Server::Start(
       options,
-      [&api, &mcp](const http::Request& req, http::Response& res) {
+      [&api, &mcp, &dashboard](const http::Request& req, http::Response& res) {
         if (req.path == "/mcp") {
           mcp.Handle(req, res);
+        } else if (dashboard.Claims(req)) {
+          dashboard.Handle(req, res);
         } else {
           api.Handle(req, res);
         }
