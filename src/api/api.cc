@@ -30,18 +30,6 @@ std::string RequestIdFrom(const http::Request& req) {
   return NewRequestId();
 }
 
-std::string_view Credential(const http::Request& req) {
-  std::string_view auth = req.Header("authorization");
-  if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer ")) {
-    auth.remove_prefix(7);
-    while (!auth.empty() && auth.front() == ' ') {
-      auth.remove_prefix(1);
-    }
-    return auth;
-  }
-  return req.Header("x-api-key");
-}
-
 std::string Labels(std::string_view route, std::string_view method, int status) {
   std::string out = "route=\"";
   out += route;
@@ -66,6 +54,12 @@ Api::Api(Deps deps) : impl_(std::make_unique<Impl>(deps)) {
   impl_->router.Add("GET", "/healthz", impl_->healthz);
   impl_->router.Add("GET", "/metrics", impl_->metrics);
   impl_->router.Add("GET", "/v1/openapi.json", impl_->openapi_route);
+  impl_->session_create = next++;
+  impl_->session_get = next++;
+  impl_->session_delete = next++;
+  impl_->router.Add("POST", "/v1/auth/session", impl_->session_create);
+  impl_->router.Add("GET", "/v1/auth/session", impl_->session_get);
+  impl_->router.Add("DELETE", "/v1/auth/session", impl_->session_delete);
   impl_->openapi = BuildOpenApi(ops);
 
   Metrics& m = deps.metrics;
@@ -77,6 +71,9 @@ Api::Api(Deps deps) : impl_(std::make_unique<Impl>(deps)) {
   }
   for (const char* path : {"/healthz", "/metrics", "/v1/openapi.json"}) {
     impl_->route_metrics.push_back(std::make_unique<RouteMetrics>(m, path, "GET"));
+  }
+  for (const char* method : {"POST", "GET", "DELETE"}) {
+    impl_->route_metrics.push_back(std::make_unique<RouteMetrics>(m, "/v1/auth/session", method));
   }
 }
 
@@ -148,6 +145,10 @@ void Api::Handle(const http::Request& req, http::Response& res) {
     route = "/v1/openapi.json";
     res.body = in.openapi;
     res.Set("Content-Type", std::string(kJson));
+  } else if (match.route == in.session_create || match.route == in.session_get ||
+             match.route == in.session_delete) {
+    route = "/v1/auth/session";
+    in.Session(*this, match.route, req, request_id, res);
   } else {
     const service::Operation& op = *in.ops[match.route];
     route = op.path;

@@ -1,6 +1,7 @@
 #pragma once
 // Module-private: the API's state and the pieces its files share (api.cc: routing, errors;
-// operation.cc: calling an operation, in line, on a worker thread, or as an event stream).
+// operation.cc: calling an operation, in line, on a worker thread, or as an event stream;
+// session.cc: the dashboard's sign-in and its session cookie).
 
 #include <array>
 #include <atomic>
@@ -21,8 +22,15 @@ constexpr std::string_view kJson = "application/json";
 // The request id: the client's own when it is a sane token (so its logs and ours line up),
 // else a new one.
 std::string RequestIdFrom(const http::Request& req);
-// The bearer token or X-API-Key value, empty when none was sent.
-std::string_view Credential(const http::Request& req);
+// The credential a request carries: the bearer token, else the X-API-Key value, else the
+// dashboard's session cookie (kiln_session); empty when none was sent.
+struct CallerCredential {
+  std::string_view value;
+  bool from_cookie = false;
+};
+CallerCredential Credential(const http::Request& req);
+// The OpenAPI path item of /v1/auth/session (session.cc).
+json::object SessionPathItem();
 std::string Labels(std::string_view route, std::string_view method, int status);
 
 // What a request's metrics and access log need, kept by value for answers given later.
@@ -115,6 +123,7 @@ struct Api::Impl {
   std::vector<const service::Operation*> ops;                // route index -> operation
   std::vector<std::unique_ptr<RouteMetrics>> route_metrics;  // route index -> its series
   int healthz = -1, metrics = -1, openapi_route = -1;
+  int session_create = -1, session_get = -1, session_delete = -1;  // /v1/auth/session
   std::string openapi;
   // Blocking operations run here, never on an I/O thread. Last member: destroyed first, so
   // work still running finishes while everything it uses is alive.
@@ -129,6 +138,14 @@ struct Api::Impl {
                     const std::string& request_id, http::Response& res);
   Result<json::object> Input(const service::Operation& op, const http::Router::Match& match,
                              const http::Request& req, bool* raw);
+  // Who is calling (session.cc): the principal of the request's credential. A session cookie
+  // that does not authenticate is Unauthenticated SESSION_EXPIRED or SESSION_INVALID; one
+  // on a request that changes something without X-Kiln-CSRF: 1, or from another Origin, is
+  // PermissionDenied CSRF_CHECK_FAILED.
+  Result<auth::Principal> Caller(const http::Request& req);
+  // POST, GET or DELETE /v1/auth/session (`route` says which).
+  void Session(Api& api, int route, const http::Request& req, const std::string& request_id,
+               http::Response& res);
   // Metrics and the access log line of one answered request.
   void Record(int route, const RequestFacts& facts, int status, double seconds);
 };

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "api/api.h"
+#include "api/internal.h"
 #include "core/json.h"
 
 namespace kiln::api {
@@ -209,6 +210,7 @@ std::string BuildOpenApi(const std::vector<service::Operation>& operations) {
       {"summary", "This document"},
       {"security", json::array{}},
       {"responses", json::object{{"200", json::object{{"description", "OpenAPI 3.1"}}}}}};
+  paths["/v1/auth/session"] = SessionPathItem();
 
   json::object path_obj;
   for (auto& [path, methods] : paths) {
@@ -223,8 +225,9 @@ std::string BuildOpenApi(const std::vector<service::Operation>& operations) {
                              "Self-hosted apps and sandboxes. Every operation is also an MCP "
                              "tool; errors are {\"error\": {code, message, hint, requestId}}."}}},
       {"servers", json::array{json::object{{"url", "/"}}}},
-      {"security", json::array{json::object{{"bearer", json::array{}}},
-                               json::object{{"apiKey", json::array{}}}}},
+      {"security",
+       json::array{json::object{{"bearer", json::array{}}}, json::object{{"apiKey", json::array{}}},
+                   json::object{{"session", json::array{}}}}},
       {"paths", std::move(path_obj)},
       {"components",
        json::object{
@@ -232,7 +235,11 @@ std::string BuildOpenApi(const std::vector<service::Operation>& operations) {
             json::object{
                 {"bearer", json::object{{"type", "http"}, {"scheme", "bearer"}}},
                 {"apiKey",
-                 json::object{{"type", "apiKey"}, {"in", "header"}, {"name", "X-API-Key"}}}}},
+                 json::object{{"type", "apiKey"}, {"in", "header"}, {"name", "X-API-Key"}}},
+                // The dashboard's, from POST /v1/auth/session; calls that change something
+                // also need the header X-Kiln-CSRF: 1.
+                {"session",
+                 json::object{{"type", "apiKey"}, {"in", "cookie"}, {"name", "kiln_session"}}}}},
            {"schemas",
             json::object{
                 {"Error",

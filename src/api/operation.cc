@@ -244,7 +244,7 @@ Result<json::object> Api::Impl::Input(const service::Operation& op,
 bool Api::Impl::RunOperation(Api& api, const service::Operation& op, int route,
                              const http::Router::Match& match, const http::Request& req,
                              const std::string& request_id, http::Response& res) {
-  auto principal = deps.auth.Authenticate(Credential(req));
+  auto principal = Caller(req);
   if (!principal.ok()) {
     api.Error(principal.status(), request_id, res);
     return true;
