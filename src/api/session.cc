@@ -14,7 +14,6 @@
 #include <string>
 
 #include "api/internal.h"
-#include "service/access.h"
 
 namespace kiln::api {
 namespace {

@@ -37,8 +37,6 @@ constexpr std::string_view kAccessTokenPrefix = "kiln_at_";
 // The share URL's query parameter, and the cookie a share URL sets (name + target id).
 constexpr std::string_view kShareQueryParam = "kiln_token";
 constexpr std::string_view kAccessCookiePrefix = "kiln_access_";
-// The dashboard's session cookie: a JWT of POST /v1/auth/token.
-constexpr std::string_view kSessionCookie = "kiln_session";
 
 // A token just minted: `token` is shown to its creator once, then only its hash is kept.
 struct MintedToken {
@@ -138,8 +136,5 @@ class AccessManager {
 // apps.access_tokens.* and sandboxes.access_tokens.* (access_ops.cc).
 void AddAccessOperations(const Deps& deps, AccessManager& access, AppManager& apps,
                          SandboxManager& sandboxes, std::vector<Operation>& out);
-
-// Cookie `name`'s value in a Cookie header, or empty.
-std::string_view CookieValue(std::string_view cookie_header, std::string_view name);
 
 }  // namespace kiln::service

@@ -138,6 +138,11 @@ struct AccessDecision {
 // Cookies whose name starts with this belong to Kiln (sessions, share tokens): the gateway
 // never passes them to apps.
 constexpr std::string_view kKilnCookiePrefix = "kiln_";
+// The dashboard's session cookie: a JWT minted by POST /v1/auth/session (api/session.cc); the
+// API and the gateway's `workspace` policy take it as a credential.
+constexpr std::string_view kSessionCookie = "kiln_session";
+// Cookie `name`'s value in a Cookie header, or empty (service/access.cc).
+std::string_view CookieValue(std::string_view cookie_header, std::string_view name);
 
 class Service {
  public:
