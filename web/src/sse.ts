@@ -1,0 +1,146 @@
+// Server-Sent Event streams: follow() wraps EventSource (GET streams: deployment, template
+// and app logs) and keeps it connected across a server restart; postStream() reads an SSE
+// answer to a POST (exec) from fetch, which EventSource cannot send.
+
+import { ApiError, getSession, notifySessionExpired, send, type CallOptions } from './api';
+
+export type StreamState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface FollowHandlers {
+  // Called on every (re)connection before any event: the server replays the stream from its
+  // start (log lines so far), so a view clears what it showed.
+  open?: () => void;
+  events: Record<string, (data: unknown) => void>;
+  state?: (state: StreamState) => void;
+}
+
+export interface Stream {
+  close(): void;
+}
+
+function parse(data: string): unknown {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return data;
+  }
+}
+
+// Follows the SSE stream at `url` until close(). EventSource retries by itself after a
+// dropped connection; when it gives up (the server answered an error, e.g. while it was
+// restarting or the session ended), this checks the session (a 401 signs the page out) and
+// opens a new one after a pause.
+export function follow(url: string, handlers: FollowHandlers): Stream {
+  let source: EventSource | null = null;
+  let closed = false;
+  let retryTimer = 0;
+  let retries = 0;
+
+  const setState = (s: StreamState) => handlers.state?.(s);
+
+  const connect = () => {
+    if (closed) {
+      return;
+    }
+    source = new EventSource(url, { withCredentials: true });
+    source.onopen = () => {
+      retries = 0;
+      setState('open');
+      handlers.open?.();
+    };
+    source.onerror = () => {
+      if (closed || !source) {
+        return;
+      }
+      if (source.readyState === EventSource.CLOSED) {
+        source = null;
+        setState('reconnecting');
+        retries += 1;
+        const delay = Math.min(30000, 1000 * 2 ** Math.min(retries, 5));
+        retryTimer = window.setTimeout(async () => {
+          try {
+            await getSession();
+          } catch (e) {
+            if (e instanceof ApiError && e.status === 401) {
+              notifySessionExpired();
+              return;
+            }
+          }
+          connect();
+        }, delay);
+      } else {
+        setState('reconnecting');
+      }
+    };
+    for (const [name, handler] of Object.entries(handlers.events)) {
+      source.addEventListener(name, (event) => handler(parse((event as MessageEvent).data)));
+    }
+  };
+
+  setState('connecting');
+  connect();
+  return {
+    close() {
+      closed = true;
+      window.clearTimeout(retryTimer);
+      source?.close();
+      source = null;
+      setState('closed');
+    },
+  };
+}
+
+// POSTs `body` asking for an SSE answer and calls `onEvent` for each event until the stream
+// ends. Errors before the stream starts throw ApiError.
+export async function postStream(
+  path: string,
+  body: unknown,
+  onEvent: (name: string, data: unknown) => void,
+  opts: CallOptions = {},
+): Promise<void> {
+  const response = await send('POST', path, {
+    ...opts,
+    body,
+    headers: { ...opts.headers, Accept: 'text/event-stream' },
+  });
+  if (!response.body) {
+    return;
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  let name = 'message';
+  let data: string[] = [];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) {
+      break;
+    }
+    buffer += value;
+    let newline: number;
+    while ((newline = buffer.search(/\r?\n/)) >= 0) {
+      const line = buffer.slice(0, newline);
+      buffer = buffer.slice(newline + (buffer[newline] === '\r' ? 2 : 1));
+      if (line === '') {
+        if (data.length > 0) {
+          onEvent(name, parse(data.join('\n')));
+        }
+        name = 'message';
+        data = [];
+      } else if (line.startsWith(':')) {
+        // comment (keep-alive)
+      } else {
+        const colon = line.indexOf(':');
+        const key = colon < 0 ? line : line.slice(0, colon);
+        let value = colon < 0 ? '' : line.slice(colon + 1);
+        if (value.startsWith(' ')) {
+          value = value.slice(1);
+        }
+        if (key === 'event') {
+          name = value;
+        } else if (key === 'data') {
+          data.push(value);
+        }
+      }
+    }
+  }
+}
