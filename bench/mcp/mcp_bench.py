@@ -414,6 +414,44 @@ class McpStdio:
         self.log.close()
 
 
+class StdioFloor:
+    """The same request line written to `cat` and read back: what any stdio bridge costs at
+    least on this machine (two pipe hops and a process woken each way), with no server."""
+
+    name = "stdio_floor"
+    label = "stdio floor: the line through `cat` and back"
+    transport = "pipes to cat (no server)"
+
+    def __init__(self):
+        self.proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     bufsize=0)
+        self.out = self.proc.stdout.fileno()
+        self.inp = self.proc.stdin.fileno()
+        self.buf = bytearray()
+
+    def call(self, i):
+        line = tools_call_body(i) + b"\n"
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self.inp, view):]
+        while b"\n" not in self.buf:
+            self.buf += os.read(self.out, 1 << 16)
+        nl = self.buf.find(b"\n")
+        out = bytes(self.buf[:nl])
+        del self.buf[:nl + 1]
+        return 200, out
+
+    def check(self, _status, body, i, full=False):
+        return body == tools_call_body(i)
+
+    def request_bytes(self):
+        return len(tools_call_body(1)) + 1
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
 # ---- measuring -------------------------------------------------------------------------------
 
 
@@ -540,6 +578,15 @@ def table(order, targets, results, args):
         out.append("  %-*s p50 %sx, p99 %sx: %s" % (
             w, targets[name].label, fmt(rr["p50"], "%.2f"), fmt(rr["p99"], "%.2f"),
             "met" if met else "NOT met"))
+    if "mcp_stdio" in results and "stdio_floor" in results:
+        # A bridge over stdio costs at least the floor on top of the HTTP call it makes; what
+        # is left is the bridge's own.
+        rest_p50 = results["rest"]["median"]["p50_us"]
+        stdio_p50 = results["mcp_stdio"]["median"]["p50_us"]
+        floor_p50 = results["stdio_floor"]["median"]["p50_us"]
+        out.append("  stdio: kiln mcp adds %s µs at p50 over REST, of which %s µs is the pipe hop "
+                   "itself (a line through `cat` and back); the rest is the bridge's" % (
+                       fmt(stdio_p50 - rest_p50), fmt(floor_p50)))
     return "\n".join(out)
 
 
@@ -553,7 +600,7 @@ def main():
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--targets", default="rest,mcp_http,mcp_stdio,rest_new_conn")
+    ap.add_argument("--targets", default="rest,mcp_http,mcp_stdio,stdio_floor,rest_new_conn")
     ap.add_argument("--client", default="raw", choices=sorted(CLIENTS))
     ap.add_argument("--results", required=True)
     ap.add_argument("--meta", default="{}")
@@ -564,7 +611,7 @@ def main():
         die("cannot read host:port from %r" % args.url)
     host, port = m.group(1), int(m.group(2))
     order = [t for t in args.targets.split(",") if t]
-    known = ("rest", "mcp_http", "mcp_stdio", "rest_new_conn")
+    known = ("rest", "mcp_http", "mcp_stdio", "stdio_floor", "rest_new_conn")
     for t in order:
         if t not in known:
             die("unknown target %r (known: %s)" % (t, ", ".join(known)))
@@ -592,6 +639,8 @@ def main():
             targets[t] = RestNewConnection(client, host, port, args.key)
         elif t == "mcp_http":
             targets[t] = McpHttp(client, host, port, args.key)
+        elif t == "stdio_floor":
+            targets[t] = StdioFloor()
         elif t == "mcp_stdio":
             home = os.path.join(args.tmp, "home")
             os.makedirs(home, exist_ok=True)

@@ -144,14 +144,14 @@ json::value ErrorMessage(const json::value& id, int code, const std::string& mes
 }
 
 // One bridge between this process's stdin/stdout and a server's /mcp. Threads take turns at
-// reading stdin (leader and followers): the thread that read a request makes another one the
-// reader, then sends the request itself, so a long tools/call holds up neither a ping nor the
-// client's answer to a question the server asked meanwhile, and a quick call costs no handoff
-// between threads. Writes to stdout are serialized by out_mu_; the session by session_mu_.
+// reading stdin (leader and followers): the thread that read a request sends it itself, and
+// makes another thread the reader as soon as the next line is there while it waits for the
+// server. So a long tools/call holds up neither a ping nor the client's answer to a question
+// the server asked meanwhile, and a quick call costs no switch between threads. Writes to
+// stdout are serialized by out_mu_; the session by session_mu_.
 class Bridge {
  public:
   explicit Bridge(Profile profile) : profile_(std::move(profile)) {}
-  ~Bridge() { std::free(read_buf_); }
   Bridge(const Bridge&) = delete;
   Bridge& operator=(const Bridge&) = delete;
 
@@ -216,15 +216,31 @@ class Bridge {
     }
   }
 
-  // The next non-blank line of stdin, without its line end; false at its end.
+  // The next non-blank line of stdin, without its line end; false at its end. Reads the fd
+  // itself (not through stdio's buffer) so that a line waiting in in_ is known to be there.
   bool ReadLine(std::string* line) {
     for (;;) {
-      ssize_t n = ::getline(&read_buf_, &read_cap_, stdin);
-      if (n < 0) {
-        return false;
+      size_t nl = in_.find('\n');
+      if (nl == std::string::npos) {
+        char buf[65536];
+        ssize_t n = ::read(STDIN_FILENO, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) {
+          continue;
+        }
+        if (n <= 0) {
+          if (in_.empty()) {
+            return false;
+          }
+          nl = in_.size();  // a last line without its line end
+          in_ += '\n';
+        } else {
+          in_.append(buf, static_cast<size_t>(n));
+          continue;
+        }
       }
-      line->assign(read_buf_, static_cast<size_t>(n));
-      while (!line->empty() && (line->back() == '\n' || line->back() == '\r')) {
+      line->assign(in_, 0, nl);
+      in_.erase(0, nl + 1);
+      while (!line->empty() && line->back() == '\r') {
         line->pop_back();
       }
       if (line->find_first_not_of(" \t") != std::string::npos) {
@@ -243,8 +259,9 @@ class Bridge {
     lead_cv_.notify_one();
   }
 
-  // Handles one line. A request (but initialize) is sent after HandOffReading, and *leading
-  // is then false; everything else is handled while this thread still reads, in order.
+  // Handles one line. For a request (but initialize), the reading of stdin may go to another
+  // thread meanwhile (HandOffReading); *leading then turns false. Everything else is handled
+  // while this thread still reads, in order.
   void Dispatch(std::string line, bool* leading) {
     auto parsed = ParseJson(line);
     if (!parsed.ok()) {
@@ -292,12 +309,26 @@ class Bridge {
       return;
     }
     json::value request_id = id->value();
-    *leading = false;
-    HandOffReading();
+    // The reading goes to another thread at once when the next line is already here, else
+    // only if one comes while the server works on this request (Call watches stdin): a
+    // quick call then costs no thread switch at all.
+    bool handed_off = false;
+    std::function<void()> hand_off = [&] {
+      if (!handed_off) {
+        handed_off = true;
+        HandOffReading();
+      }
+    };
+    if (in_.find('\n') != std::string::npos) {
+      hand_off();
+    }
+    t_hand_off = &hand_off;
     Exchange x = Deliver(line, &request_id, kCallTimeout);
+    t_hand_off = nullptr;
     if (!x.got_response) {
       Emit(Failure(request_id, x));
     }
+    *leading = !handed_off;
   }
 
   void Initialize(const json::object& msg, const std::string& line) {
@@ -483,6 +514,10 @@ class Bridge {
     // One kept-alive connection per thread: a new connection per message would cost the
     // bridge and the server more than the call itself.
     thread_local http::ClientConnection connection;
+    if (t_hand_off != nullptr) {
+      req.interrupt_fd = STDIN_FILENO;
+      req.on_interrupt = *t_hand_off;
+    }
     auto res = connection.Fetch(req);
     x.last_event_id = events.last_event_id();
     x.retry_ms = events.retry_ms();
@@ -616,8 +651,9 @@ class Bridge {
   bool eof_ = false;
   int waiting_ = 0;
   std::vector<std::thread> threads_;
-  char* read_buf_ = nullptr;  // getline's buffer: used by the reading thread only
-  size_t read_cap_ = 0;
+  std::string in_;  // read from stdin, not yet a line: the reading thread's only
+  // While a thread that still reads stdin sends a request: what hands the reading over.
+  static thread_local std::function<void()>* t_hand_off;
 
   std::mutex out_mu_;  // one line at a time on stdout
 
@@ -628,6 +664,8 @@ class Bridge {
   json::value init_params_;          // the client's initialize params; null before it
   bool client_initialized_ = false;  // the client sent notifications/initialized
 };
+
+thread_local std::function<void()>* Bridge::t_hand_off = nullptr;
 
 // ---- kiln mcp config ----
 

@@ -52,13 +52,6 @@ struct Exchange {
   std::chrono::milliseconds timeout{0};
   std::function<bool(std::string_view)> on_body;
   std::optional<Result<ClientResponse>> result;
-  // A kept-alive connection (ClientConnection): `reused` when the stream came connected;
-  // `keep` when it may serve the next request; `stale` when a reused connection failed before
-  // any byte of a response (the server had closed it): the request may be sent again.
-  bool reused = false;
-  bool keep = false;
-  bool stale = false;
-  bool abandoned = false;  // out of time: the coroutine was left suspended in its io_context
 };
 
 Status Timeout(const Exchange& x) {
@@ -87,7 +80,6 @@ asio::awaitable<void> ReadStreamed(Exchange* x, beast::tcp_stream& stream,
   auto [head_ec, head_n] = co_await bhttp::async_read_header(stream, buffer, parser, kAsTuple);
   (void)head_n;
   if (head_ec) {
-    x->stale = x->reused && buffer.size() == 0 && !parser.got_some();
     x->result = Failed(*x, write_ec ? "cannot send the request to" : "bad or no response from",
                        write_ec ? write_ec : head_ec);
     co_return;
@@ -119,16 +111,12 @@ asio::awaitable<void> ReadStreamed(Exchange* x, beast::tcp_stream& stream,
       response.body.append(piece);
     }
   }
-  // Read to its end, the connection can serve the next request; stopped early, it cannot.
-  x->keep = parser.is_done() && parser.keep_alive() && !write_ec;
-  if (!x->keep) {
-    boost::system::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  }
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   x->result = std::move(response);
 }
 
-asio::awaitable<void> Connect(Exchange* x, beast::tcp_stream& stream) {
+asio::awaitable<void> RunExchange(Exchange* x) {
   auto executor = co_await asio::this_coro::executor;
   // An address needs no resolving; asking the resolver anyway would start its private thread
   // on every call (each Fetch has its own io_context).
@@ -151,6 +139,9 @@ asio::awaitable<void> Connect(Exchange* x, beast::tcp_stream& stream) {
     }
   }
 
+  beast::tcp_stream stream(executor);
+  // One deadline for the whole exchange: connect, write and read all count against it.
+  stream.expires_after(x->timeout);
   boost::system::error_code connect_ec = asio::error::host_not_found;
   for (const tcp::endpoint& endpoint : endpoints) {
     boost::system::error_code ec;
@@ -185,18 +176,7 @@ asio::awaitable<void> Connect(Exchange* x, beast::tcp_stream& stream) {
   }
   boost::system::error_code ignored;
   stream.socket().set_option(tcp::no_delay(true), ignored);
-}
 
-// One request on `stream`, connected first unless x->reused.
-asio::awaitable<void> RunExchange(Exchange* x, beast::tcp_stream& stream) {
-  // One deadline for the whole exchange: connect, write and read all count against it.
-  stream.expires_after(x->timeout);
-  if (!x->reused) {
-    co_await Connect(x, stream);
-    if (x->result) {
-      co_return;
-    }
-  }
   auto [write_ec, written] = co_await bhttp::async_write(stream, x->request, kAsTuple);
   (void)written;
   // A server may answer early (413) and close without reading the rest; its answer is still
@@ -215,7 +195,6 @@ asio::awaitable<void> RunExchange(Exchange* x, beast::tcp_stream& stream) {
   auto [read_ec, read] = co_await bhttp::async_read(stream, buffer, parser, kAsTuple);
   (void)read;
   if (read_ec) {
-    x->stale = x->reused && !parser.got_some();
     if (write_ec && read_ec != beast::error::timeout) {
       x->result = Failed(*x, "cannot send the request to", write_ec);
     } else if (read_ec == bhttp::error::body_limit) {
@@ -227,11 +206,7 @@ asio::awaitable<void> RunExchange(Exchange* x, beast::tcp_stream& stream) {
     }
     co_return;
   }
-  x->keep = parser.keep_alive() && !write_ec;
-  if (!x->keep) {
-    boost::system::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  }
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
 
   auto& message = parser.get();
   ClientResponse response;
@@ -245,8 +220,9 @@ asio::awaitable<void> RunExchange(Exchange* x, beast::tcp_stream& stream) {
   x->result = std::move(response);
 }
 
-// The exchange for `request`, or why its URL cannot be fetched.
-Result<Exchange> Prepare(const ClientRequest& request, bool keep_alive) {
+}  // namespace
+
+Result<ClientResponse> Fetch(const ClientRequest& request) {
   auto unsupported = [&](std::string why) {
     return Status::InvalidArgument("UNSUPPORTED_URL",
                                    "cannot fetch \"" + request.url + "\": " + std::move(why),
@@ -282,9 +258,7 @@ Result<Exchange> Prepare(const ClientRequest& request, bool keep_alive) {
   req.target(target);
   req.set(bhttp::field::host, url.encoded_host_and_port());
   req.set(bhttp::field::user_agent, "kiln-cli");
-  if (!keep_alive) {
-    req.set(bhttp::field::connection, "close");
-  }
+  req.set(bhttp::field::connection, "close");
   for (const auto& [name, value] : request.headers) {
     req.set(name, value);
   }
@@ -294,70 +268,17 @@ Result<Exchange> Prepare(const ClientRequest& request, bool keep_alive) {
       request.method == "PATCH") {
     req.content_length(request.body.size());
   }
-  return x;
-}
 
-// Runs `x` on `stream` (bound to `ioc`) until it is done or its time is up.
-Result<ClientResponse> Run(asio::io_context& ioc, Exchange& x, beast::tcp_stream& stream) {
-  ioc.restart();
-  asio::co_spawn(ioc, RunExchange(&x, stream), asio::detached);
+  asio::io_context ioc{1};
+  asio::co_spawn(ioc, RunExchange(&x), asio::detached);
   // The stream's deadline covers connect, write and read; this bound also covers name
   // resolution, which the stream's timer does not see.
-  ioc.run_for(x.timeout + std::chrono::milliseconds(200));
+  ioc.run_for(request.timeout + std::chrono::milliseconds(200));
   if (!x.result) {
     ioc.stop();
-    x.keep = false;
-    x.abandoned = true;
     return Timeout(x);
   }
   return std::move(*x.result);
-}
-
-}  // namespace
-
-Result<ClientResponse> Fetch(const ClientRequest& request) {
-  KILN_ASSIGN_OR_RETURN(Exchange x, Prepare(request, false));
-  asio::io_context ioc{1};
-  beast::tcp_stream stream(ioc);
-  return Run(ioc, x, stream);
-}
-
-struct ClientConnection::State {
-  // Replaced after a timeout, so the abandoned coroutine is destroyed, never resumed.
-  std::unique_ptr<asio::io_context> ioc = std::make_unique<asio::io_context>(1);
-  std::optional<beast::tcp_stream> stream;  // connected to `origin`, or empty
-  std::string origin;
-};
-
-ClientConnection::ClientConnection() : state_(std::make_unique<State>()) {}
-ClientConnection::~ClientConnection() = default;
-
-Result<ClientResponse> ClientConnection::Fetch(const ClientRequest& request) {
-  KILN_ASSIGN_OR_RETURN(Exchange x, Prepare(request, true));
-  State& s = *state_;
-  if (s.stream && s.origin != x.origin) {
-    s.stream.reset();
-  }
-  for (int attempt = 0;; ++attempt) {
-    x.reused = s.stream.has_value();
-    if (!x.reused) {
-      s.stream.emplace(*s.ioc);
-      s.origin = x.origin;
-    }
-    x.result.reset();
-    x.keep = x.stale = false;
-    Result<ClientResponse> result = Run(*s.ioc, x, *s.stream);
-    if (!x.keep) {
-      s.stream.reset();
-    }
-    if (x.abandoned) {
-      s.ioc = std::make_unique<asio::io_context>(1);
-    }
-    // A kept connection the server had closed meanwhile: the request never reached it.
-    if (!x.stale || attempt > 0) {
-      return result;
-    }
-  }
 }
 
 }  // namespace kiln::http

@@ -197,6 +197,11 @@ struct ClientRequest {
   // arrives (an event stream) instead of being collected; returning false stops reading.
   // Error responses are still collected whole into ClientResponse::body.
   std::function<bool(std::string_view)> on_body;
+  // ClientConnection only: while it waits for the server, `interrupt_fd` turning readable
+  // (or hung up) calls `on_interrupt` once, and the wait goes on (the stdio MCP bridge hands
+  // the reading of its stdin to another thread only when the next message comes meanwhile).
+  int interrupt_fd = -1;
+  std::function<void()> on_interrupt;
 };
 struct ClientResponse {
   int status = 0;
