@@ -215,6 +215,26 @@ TEST_F(ServerTest, ClientConnectionReusesItsSocketAndReconnectsWhenTheServerClos
   EXPECT_NE(std::string(response->Header("x-remote")), remotes[0]);
 }
 
+TEST_F(ServerTest, ClientConnectionCallsOnInterruptOnceWhenItsFdTurnsReadable) {
+  Start();
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::write(fds[1], "x", 1), 1);  // readable all along: the wait sees it at once
+  ClientConnection connection;
+  ClientRequest request;
+  request.url = Url("/v1/echo");
+  request.timeout = milliseconds(5000);
+  int interrupts = 0;
+  request.interrupt_fd = fds[0];
+  request.on_interrupt = [&] { ++interrupts; };
+  auto response = connection.Fetch(request);
+  ASSERT_TRUE(response.ok()) << response.status().ToString();
+  EXPECT_EQ(response->body, "GET /v1/echo body=");
+  EXPECT_EQ(interrupts, 1);  // once, and the answer still came
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
 TEST_F(ServerTest, DecodesPathAndQuery) {
   Start();
   auto response = Get("/files/a%20b/c+d?name=J%C3%BCrgen+M&plus=%2B&flag&=v");
