@@ -20,11 +20,10 @@ export function stepsList(steps: Step[]): HTMLElement {
     steps.map((s) =>
       h(
         'li',
-        { class: `step step-${s.status.replace(/[^a-z]/g, '')}` },
+        { class: `step step-${s.status.replace(/[^a-z]/g, '')}`, title: s.error ?? null },
         h('span', { class: 'step-name' }, s.name),
         badge(s.status),
         s.durationMs !== undefined ? h('span', { class: 'step-time' }, duration(s.durationMs)) : null,
-        s.error ? h('span', { class: 'step-error' }, s.error) : null,
       ),
     ),
   );
@@ -165,6 +164,8 @@ export function deploymentView(initial: Deployment, onEnd: (dep: Deployment) => 
           }
           log.setStatus(endText(dep));
           renderHead();
+          // The stored log is the whole record: a line written as the stream ended shows too.
+          loadLines();
           onEnd(dep);
         },
       },

@@ -58,7 +58,14 @@ export async function sandboxesPage(ctx: PageContext): Promise<Node> {
     h('option', { value: '' }, 'live (running and paused)'),
     ['running', 'paused', 'killed', 'expired', 'failed', 'all'].map((s) => h('option', { value: s }, s)),
   );
-  const meta = h('input', { name: 'metadata', placeholder: 'KEY=VALUE', spellcheck: 'false', autocomplete: 'off', class: 'mono' });
+  const meta = h('input', {
+    name: 'metadata',
+    placeholder: 'KEY=VALUE …',
+    title: 'labels given at create, KEY=VALUE, space-separated',
+    spellcheck: 'false',
+    autocomplete: 'off',
+    class: 'mono',
+  });
   status.value = ctx.query.get('status') ?? '';
   const holder = h('div');
   const load = async () => {
@@ -78,7 +85,7 @@ export async function sandboxesPage(ctx: PageContext): Promise<Node> {
     'form',
     { class: 'filters', role: 'search', 'aria-label': 'Filter sandboxes' },
     field('Status', status),
-    field('Metadata', meta, 'KEY=VALUE, space-separated'),
+    field('Metadata', meta),
     h('div', { class: 'form-actions' }, h('button', { type: 'submit' }, 'Filter')),
   );
   const run = async () => {

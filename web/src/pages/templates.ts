@@ -51,7 +51,7 @@ export async function templatesPage(ctx: PageContext): Promise<Node> {
               h('span', null, h('strong', null, t.name), t.builtin ? h('span', { class: 'tag' }, 'built-in') : null, t.description ? h('small', { class: 'muted block' }, t.description) : null),
               h('span', null, badge(t.status), t.error ? h('small', { class: 'error-inline block' }, t.error) : null),
               t.base ?? '—',
-              bytes(t.size),
+              h('span', { class: 'inline' }, bytes(t.size)),
               timeEl(t.builtAt),
               h(
                 'span',
