@@ -14,6 +14,7 @@ import { urlLink } from './apps';
 import { deployPanel, forwardDrops } from './deploy';
 import { deploymentView, isRunning, sourceText, type DeploymentView } from './deployment';
 import { envEditor } from './env';
+import { accessPanel } from './access';
 
 type Action = 'start' | 'stop' | 'restart' | 'sleep' | 'wake';
 
@@ -350,6 +351,7 @@ export async function appPage(ctx: PageContext): Promise<Node> {
     section('Deployments', historyHolder),
     section('Runtime logs', h('div', { class: 'toolbar' }, followButton), runtimeLog.el),
     section('Environment', env.el),
+    section('Access and domains', accessPanel(app, () => refresh().catch(() => {}))),
     section('Resources', resizeForm),
     h('section', { class: 'card danger-zone', 'aria-labelledby': 's-delete' }, h('h2', { id: 's-delete' }, 'Delete'), deleteForm),
   );

@@ -50,9 +50,9 @@ function createForm(): HTMLElement {
   const access = h(
     'select',
     { name: 'accessPolicy' },
-    h('option', { value: 'public' }, 'public: anyone with the URL'),
-    h('option', { value: 'workspace' }, 'workspace: signed-in members'),
-    h('option', { value: 'token' }, 'token: share links and bearer tokens'),
+    h('option', { value: 'public' }, 'public'),
+    h('option', { value: 'workspace' }, 'workspace members'),
+    h('option', { value: 'token' }, 'token holders'),
   );
   const result = outcome();
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Create app');
@@ -61,7 +61,7 @@ function createForm(): HTMLElement {
     { class: 'form-grid', 'aria-label': 'Create an app' },
     field('Name', name, 'lower-case letters, digits and dashes; it becomes the URL'),
     field('Port', port, 'the port your process listens on ($PORT)'),
-    field('Access', access),
+    field('Access', access, 'who can open the URL; change it later'),
     h('div', { class: 'form-actions' }, submit),
     result,
   );
