@@ -15,6 +15,7 @@ import { deployPanel, forwardDrops } from './deploy';
 import { deploymentView, isRunning, sourceText, type DeploymentView } from './deployment';
 import { envEditor } from './env';
 import { accessPanel } from './access';
+import { charts, recordSample } from '../charts';
 
 type Action = 'start' | 'stop' | 'restart' | 'sleep' | 'wake';
 
@@ -46,6 +47,7 @@ export async function appPage(ctx: PageContext): Promise<Node> {
   document.title = `${app.name} · Kiln`;
 
   const overview = h('div', { class: 'overview' });
+  const plots = h('div');
   const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'Lifecycle' });
   const actionResult = outcome();
   const currentHolder = h('div');
@@ -233,6 +235,8 @@ export async function appPage(ctx: PageContext): Promise<Node> {
   };
 
   const render = () => {
+    recordSample(app);
+    replace(plots, charts(app));
     renderOverview();
     renderHistory();
     const shown = (pinned && deployments.find((d) => d.id === pinned)) || deployments[0];
@@ -345,7 +349,7 @@ export async function appPage(ctx: PageContext): Promise<Node> {
     h('p', { class: 'crumbs' }, h('a', { href: '/apps' }, 'Apps'), ' / '),
     h('div', { class: 'page-head' }, h('h1', null, app.name), actions),
     actionResult,
-    section('Overview', overview),
+    section('Overview', overview, plots),
     deploySection,
     section('Current deployment', currentHolder),
     section('Deployments', historyHolder),
