@@ -72,7 +72,7 @@ export function bytes(n: number | null | undefined): string {
 // A status shown as a coloured badge (the class picks the colour; the word is the meaning).
 export function badge(status: string): HTMLElement {
   const safe = status.replace(/[^a-z_]/gi, '');
-  return h('span', { class: `badge badge-${safe}` }, status);
+  return h('span', { class: `badge badge-${safe}` }, status.replace(/_/g, ' '));
 }
 
 export function shortId(id: string | null | undefined): string {

@@ -62,6 +62,7 @@ export function match(pathname: string): Match | null {
 
 type Listener = () => void;
 let listener: Listener = () => {};
+let shown = ''; // the path and query of the page shown
 
 export function onNavigate(fn: Listener): void {
   listener = fn;
@@ -73,6 +74,7 @@ export function navigate(path: string, opts: { replace?: boolean } = {}): void {
   } else if (path !== location.pathname + location.search) {
     history.pushState(null, '', path);
   }
+  shown = location.pathname + location.search;
   listener();
 }
 
@@ -110,7 +112,14 @@ export function makeContext(
 }
 
 export function startRouter(): void {
-  window.addEventListener('popstate', () => listener());
+  shown = location.pathname + location.search;
+  window.addEventListener('popstate', () => {
+    // A change of the #fragment only (the skip link) is not a new page.
+    if (location.pathname + location.search !== shown) {
+      shown = location.pathname + location.search;
+      listener();
+    }
+  });
   document.addEventListener('click', (event) => {
     if (event.defaultPrevented || event.button !== 0) {
       return;

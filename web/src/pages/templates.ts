@@ -21,14 +21,14 @@ export async function templatesPage(ctx: PageContext): Promise<Node> {
     const log = logView(`Build log of ${name}`, { empty: 'No build output yet.' });
     replace(logHolder, h('h3', null, 'Build log of ', h('code', null, name)), log.el);
     const onLine = (d: unknown) => {
-      const l = d as Partial<LogLine> & { data?: string };
-      log.add({ time: l.time ?? '', line: l.line ?? l.data ?? String(d) });
+      const l = (typeof d === 'object' && d ? d : {}) as Partial<LogLine> & { text?: string };
+      log.add({ time: l.time ?? '', line: l.text ?? l.line ?? String(d) });
     };
     stream = follow(`/v1/templates/${seg(name)}/logs?follow=true`, {
       open: () => log.clear(),
       state: (s) => log.setStatus(s === 'reconnecting' ? 'Connection lost; reconnecting…' : s === 'open' ? 'Following the build.' : ''),
       events: {
-        log: onLine,
+        line: onLine,
         end: (d) => {
           stream?.close();
           stream = null;
@@ -118,6 +118,8 @@ export async function templatesPage(ctx: PageContext): Promise<Node> {
           .map((run) => ({ run })),
       });
       result.clear();
+      name.value = '';
+      steps.value = '';
       notify(`Building ${t.name}`);
       await load();
       showLog(t.name);
