@@ -15,8 +15,7 @@ node_dir="$(dirname "$out")/web-node"
 
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
   echo "web/build.sh: npm not found: run scripts/install-deps (installs Debian's nodejs and" \
-    "npm), or build without the dashboard (remove $out and configure on a machine without" \
-    "npm)" >&2
+    "npm), then make again" >&2
   exit 1
 fi
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
