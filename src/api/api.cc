@@ -83,24 +83,7 @@ const std::string& Api::openapi() const { return impl_->openapi; }
 
 void Api::Error(const Status& status, const std::string& request_id, http::Response& res) {
   res.status = HttpStatus(status.code());
-  // Messages may quote client input (a path, a name); the body must stay valid JSON text.
-  std::string message = ValidUtf8(status.message());
-  std::string hint = ValidUtf8(status.hint());
-  if (status.Is(Code::kInternal)) {
-    // Internal details (database messages, paths) go to the log, not to the client.
-    log::Error("internal error", {{"request_id", request_id}, {"error", status.ToString()}});
-    message = "internal error";
-    hint = "retry; if it keeps failing, report request id " + request_id +
-           " (details are in the server log)";
-  }
-  json::object error{{"code", status.error_code().empty() ? std::string(CodeName(status.code()))
-                                                          : status.error_code()},
-                     {"message", message},
-                     {"requestId", request_id}};
-  if (!hint.empty()) {
-    error["hint"] = hint;
-  }
-  res.body = json::serialize(json::object{{"error", std::move(error)}});
+  res.body = json::serialize(service::ErrorEnvelope(status, request_id));
   res.Set("Content-Type", std::string(kJson));
   if (status.Is(Code::kUnauthenticated)) {
     res.Set("WWW-Authenticate", "Bearer");

@@ -485,9 +485,8 @@ Status SplitHostPort(const std::string& listen, std::string* host, uint16_t* por
   return Status::Ok();
 }
 
-std::vector<std::string> PooledTemplates(const Config& config) {
+std::vector<std::string> SplitList(std::string_view list) {
   std::vector<std::string> out;
-  std::string_view list = config.sandboxes.pool_templates;
   while (!list.empty()) {
     size_t comma = list.find(',');
     std::string_view item = list.substr(0, comma);
@@ -503,6 +502,10 @@ std::vector<std::string> PooledTemplates(const Config& config) {
     list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
   }
   return out;
+}
+
+std::vector<std::string> PooledTemplates(const Config& config) {
+  return SplitList(config.sandboxes.pool_templates);
 }
 
 Status ValidateConfig(const Config& config) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -123,6 +124,8 @@ struct ConfigOverrides {
 // are caught), applies the overrides, validates. Errors name the key and the fix.
 Result<Config> LoadConfig(const std::optional<std::string>& path, const ConfigOverrides& flags);
 Status ValidateConfig(const Config& config);
+// A comma-separated setting's items, without the spaces around them; empty items dropped.
+std::vector<std::string> SplitList(std::string_view list);
 // sandboxes.pool_templates split on commas.
 std::vector<std::string> PooledTemplates(const Config& config);
 

@@ -37,9 +37,6 @@ constexpr int kServerError = -32000;  // transport-level refusals (session, head
 std::string Reply(const json::value& id, json::value result);
 std::string ErrorReply(const json::value& id, int code, std::string_view message,
                        json::value data = nullptr);
-// The REST error envelope of `status` ({"error": {code, message, hint}}), internal details
-// replaced as REST does.
-json::object ErrorEnvelope(const Status& status, const std::string& request_id);
 
 // One tool of tools/list: an operation of service/ or an extra (fixture) tool.
 struct Tool {

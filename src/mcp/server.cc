@@ -100,20 +100,8 @@ Server::Impl::Impl(Deps d)
   if (!deps.config.gateway.base_domain.empty()) {
     allowed_hosts.push_back(Lower(deps.config.gateway.base_domain));
   }
-  std::string_view list = deps.config.mcp.allowed_hosts;
-  while (!list.empty()) {
-    size_t comma = list.find(',');
-    std::string_view item = list.substr(0, comma);
-    while (!item.empty() && item.front() == ' ') {
-      item.remove_prefix(1);
-    }
-    while (!item.empty() && item.back() == ' ') {
-      item.remove_suffix(1);
-    }
-    if (!item.empty()) {
-      allowed_hosts.push_back(HostName(item));
-    }
-    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+  for (const std::string& host : SplitList(deps.config.mcp.allowed_hosts)) {
+    allowed_hosts.push_back(HostName(host));
   }
   Metrics& m = deps.metrics;
   m.Describe("kiln_mcp_messages_total", "counter", "MCP messages received, by method");

@@ -138,34 +138,16 @@ std::vector<Tool> BuildTools(const std::vector<service::Operation>& operations,
   return tools;
 }
 
-json::object ErrorEnvelope(const Status& status, const std::string& request_id) {
-  std::string message = ValidUtf8(status.message());
-  std::string hint = ValidUtf8(status.hint());
-  if (status.Is(Code::kInternal)) {
-    log::Error("internal error", {{"request_id", request_id}, {"error", status.ToString()}});
-    message = "internal error";
-    hint = "retry; if it keeps failing, report request id " + request_id +
-           " (details are in the server log)";
-  }
-  json::object error{{"code", status.error_code().empty() ? std::string(CodeName(status.code()))
-                                                          : status.error_code()},
-                     {"message", message},
-                     {"requestId", request_id}};
-  if (!hint.empty()) {
-    error["hint"] = hint;
-  }
-  return json::object{{"error", std::move(error)}};
-}
-
 json::object CallOperation(const service::Service& service, const Tool& tool,
                            const auth::Principal& principal, const std::string& request_id,
                            const json::object& arguments) {
   const service::Operation& op = *tool.op;
   auto failed = [&](const Status& s) {
-    return json::object{{"isError", true},
-                        {"content", json::array{json::object{
-                                        {"type", "text"},
-                                        {"text", json::serialize(ErrorEnvelope(s, request_id))}}}}};
+    return json::object{
+        {"isError", true},
+        {"content",
+         json::array{json::object{
+             {"type", "text"}, {"text", json::serialize(service::ErrorEnvelope(s, request_id))}}}}};
   };
   for (const std::string& name : RestOnlyFields(op)) {
     if (arguments.contains(name)) {

@@ -91,6 +91,26 @@ const Operation* Service::Find(std::string_view name) const {
   return nullptr;
 }
 
+json::object ErrorEnvelope(const Status& status, const std::string& request_id) {
+  std::string message = ValidUtf8(status.message());
+  std::string hint = ValidUtf8(status.hint());
+  if (status.Is(Code::kInternal)) {
+    // Internal details (database messages, paths) go to the log, not to the client.
+    log::Error("internal error", {{"request_id", request_id}, {"error", status.ToString()}});
+    message = "internal error";
+    hint = "retry; if it keeps failing, report request id " + request_id +
+           " (details are in the server log)";
+  }
+  json::object error{{"code", status.error_code().empty() ? std::string(CodeName(status.code()))
+                                                          : status.error_code()},
+                     {"message", message},
+                     {"requestId", request_id}};
+  if (!hint.empty()) {
+    error["hint"] = hint;
+  }
+  return json::object{{"error", std::move(error)}};
+}
+
 Result<json::value> Service::Call(const Operation& op, Context& ctx,
                                   const json::object& input) const {
   // An X-Kiln-Auth token only tells an app who called it: it opens GET /v1/me and nothing

@@ -229,6 +229,11 @@ class Service {
 // value in messages ("body.name").
 Status Validate(const json::object& schema, const json::value& value, std::string_view where);
 
+// The error envelope REST answers and MCP tool results carry: {"error": {code, message,
+// hint, requestId}}. Messages and hints are made valid UTF-8 (they may quote client input);
+// an internal error is logged with its details and answered without them.
+json::object ErrorEnvelope(const Status& status, const std::string& request_id);
+
 // Opaque list cursors over store sequence numbers.
 std::string EncodeCursor(int64_t seq);
 Result<int64_t> DecodeCursor(std::string_view cursor);
