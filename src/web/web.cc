@@ -122,9 +122,22 @@ bool Dashboard::Claims(const http::Request& req) const {
   if (req.method != "GET" && req.method != "HEAD") {
     return false;
   }
-  const std::string& p = req.path;
-  return !(p == "/v1" || p.starts_with("/v1/") || p == "/mcp" || p.starts_with("/mcp/") ||
-           p == "/healthz" || p == "/metrics");
+  // The page's own routes (web/src/main.ts), its assets, and files at its top (index.html,
+  // favicon.svg). Anything else stays the API's, so an unknown path on any Host, a custom
+  // domain detached from its app say, is still a JSON 404 rather than the sign-in page.
+  std::string_view p = req.path;
+  if (p == "/") {
+    return true;
+  }
+  std::string_view first = p.substr(
+      1, p.find('/', 1) == std::string_view::npos ? std::string_view::npos : p.find('/', 1) - 1);
+  for (std::string_view route : {"apps", "sandboxes", "templates", "keys", "activity", "assets"}) {
+    if (first == route) {
+      return true;
+    }
+  }
+  return first.size() + 1 == p.size() && first.find('.') != std::string_view::npos &&
+         first != "." && first != "..";
 }
 
 void Dashboard::Handle(const http::Request& req, http::Response& res) const {

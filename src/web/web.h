@@ -24,8 +24,9 @@ class Dashboard {
   // `dir` holds index.html; an empty or missing one serves a page saying how to build it.
   explicit Dashboard(std::string dir);
   ~Dashboard();
-  // Whether `request` is the dashboard's: a GET or HEAD outside /v1/, /mcp, /healthz and
-  // /metrics.
+  // Whether `request` is the dashboard's: a GET or HEAD of /, of one of the page's routes
+  // (/apps…, /sandboxes…, /templates…, /keys…, /activity…), of /assets/…, or of a file at
+  // the top (/index.html, /favicon.svg). Everything else is the API's.
   bool Claims(const http::Request& request) const;
   void Handle(const http::Request& request, http::Response& response) const;
 

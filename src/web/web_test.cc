@@ -108,7 +108,12 @@ TEST(DashboardClaimsTest, GetAndHeadOutsideTheApi) {
   EXPECT_TRUE(claims("HEAD", "/"));
   EXPECT_TRUE(claims("GET", "/apps/shop"));
   EXPECT_TRUE(claims("GET", "/assets/app.js"));
-  EXPECT_TRUE(claims("GET", "/v1x"));
+  EXPECT_TRUE(claims("GET", "/favicon.svg"));
+  EXPECT_TRUE(claims("GET", "/keys/"));
+  // Paths of no route stay the API's (a JSON 404), whatever the Host.
+  for (const char* other : {"/v1x", "/headers", "/apps-old", "/x/index.html", "/..", "/api"}) {
+    EXPECT_FALSE(claims("GET", other)) << other;
+  }
   EXPECT_FALSE(claims("POST", "/"));
   EXPECT_FALSE(claims("DELETE", "/apps/shop"));
   for (const char* api : {"/v1", "/v1/", "/v1/apps", "/v1/nope", "/mcp", "/healthz", "/metrics"}) {
