@@ -115,6 +115,12 @@ class Housekeeper {
 };
 
 // `name` in the directory of the running kiln binary (kiln-init is built and installed there).
+std::string AbsolutePath(const std::string& path) {
+  std::error_code ec;
+  fs::path absolute = fs::absolute(path, ec);
+  return ec ? path : absolute.lexically_normal().string();
+}
+
 std::string BesideExecutable(const std::string& name) {
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
@@ -128,7 +134,11 @@ int Fail(const Status& status) {
 
 }  // namespace
 
-int Run(const Config& config) {
+int Run(const Config& given) {
+  // Paths under the data directory go to processes with other working directories (runc runs
+  // in the instance's bundle), so a relative one (`make run` passes ./.kiln) is made absolute.
+  Config config = given;
+  config.server.data_dir = AbsolutePath(config.server.data_dir);
   log::Level level = log::Level::kInfo;
   log::ParseLevel(config.log.level, &level);
   log::Configure(level, config.log.format == "text" ? log::Format::kText : log::Format::kJson);
@@ -384,7 +394,7 @@ int Run(const Config& config) {
 }
 
 int Cleanup(const std::string& data_dir) {
-  const fs::path dir(data_dir);
+  const fs::path dir(AbsolutePath(data_dir));
   if (!fs::exists(dir / "instances")) {
     return 0;  // nothing was ever started here
   }
@@ -393,7 +403,7 @@ int Cleanup(const std::string& data_dir) {
     return Fail(lock_fd.status());
   }
   runtime::RuntimeOptions options;
-  options.data_dir = data_dir;
+  options.data_dir = dir.string();
   options.init_path = BesideExecutable("kiln-init");
   auto runtime = runtime::Runtime::Open(options);
   if (!runtime.ok()) {
