@@ -77,6 +77,7 @@ struct Config {
     int64_t unpacked_max_bytes = int64_t{1} << 30;  // a source archive, unpacked
     int unpacked_max_entries = 100'000;             // files and directories in one
     int64_t log_max_bytes = 8 << 20;                // runtime log kept per instance before rotating
+    int stats_interval_seconds = 10;  // one point of apps' stats history (kept an hour) each
   } apps;
 
   struct Gateway {

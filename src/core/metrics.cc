@@ -72,6 +72,33 @@ void AppendSample(std::string& out, std::string_view name, std::string_view labe
 
 }  // namespace
 
+double BucketQuantile(const HistogramBuckets& buckets, uint64_t count, double q) {
+  if (count == 0) {
+    return 0;
+  }
+  double rank = q * static_cast<double>(count);
+  uint64_t seen = 0;
+  double lower = 0;
+  for (size_t i = 0; i < kHistogramBounds.size(); ++i) {
+    uint64_t in = buckets[i];
+    if (static_cast<double>(seen + in) >= rank && in > 0) {
+      double within = (rank - static_cast<double>(seen)) / static_cast<double>(in);
+      return lower + (kHistogramBounds[i] - lower) * within;
+    }
+    seen += in;
+    lower = kHistogramBounds[i];
+  }
+  return kHistogramBounds.back();
+}
+
+HistogramBuckets HistogramSeries::Buckets() const {
+  HistogramBuckets out;
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = Bucket(i);
+  }
+  return out;
+}
+
 void HistogramSeries::Observe(double seconds) {
   // Larger than every bound: counted in +Inf only.
   for (size_t i = 0; i < kHistogramBounds.size(); ++i) {

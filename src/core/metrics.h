@@ -18,6 +18,14 @@ namespace kiln {
 inline constexpr std::array<double, 14> kHistogramBounds = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
+// Per-bucket counts (not cumulative) of observations up to each bound of kHistogramBounds.
+using HistogramBuckets = std::array<uint64_t, kHistogramBounds.size()>;
+
+// The q-quantile (0..1), in seconds, of `count` observations whose `buckets` are given,
+// interpolated within its bucket as Prometheus' histogram_quantile does: 0 when count is 0,
+// the last bound when the rank falls beyond it (observations above every bound).
+double BucketQuantile(const HistogramBuckets& buckets, uint64_t count, double q);
+
 // One counter series (a name with one set of labels). Add is a relaxed atomic add.
 class CounterSeries {
  public:
@@ -34,6 +42,7 @@ class HistogramSeries {
  public:
   void Observe(double seconds);
   uint64_t Bucket(size_t i) const { return buckets_[i].load(std::memory_order_relaxed); }
+  HistogramBuckets Buckets() const;
   uint64_t Count() const { return count_.load(std::memory_order_relaxed); }
   double Sum() const { return sum_.load(std::memory_order_relaxed); }
 

@@ -64,5 +64,21 @@ TEST(MetricsTest, GaugeIsReadAtRenderTime) {
   EXPECT_TRUE(Contains(out, "kiln_uptime_seconds 42\n")) << out;
 }
 
+TEST(MetricsTest, BucketQuantileInterpolatesWithinTheBucket) {
+  HistogramSeries h;
+  EXPECT_EQ(BucketQuantile(h.Buckets(), h.Count(), 0.5), 0);  // nothing observed
+  for (int i = 0; i < 90; ++i) {
+    h.Observe(0.0003);  // first bucket: up to 0.5 ms
+  }
+  for (int i = 0; i < 10; ++i) {
+    h.Observe(0.2);  // the 0.1 .. 0.25 s bucket
+  }
+  EXPECT_NEAR(BucketQuantile(h.Buckets(), h.Count(), 0.5), 0.0005 * 50 / 90, 1e-9);
+  // Rank 99 is the 9th of 10 in (0.1, 0.25]: 0.1 + 0.15 * 0.9.
+  EXPECT_NEAR(BucketQuantile(h.Buckets(), h.Count(), 0.99), 0.235, 1e-9);
+  h.Observe(60);  // above every bound: only in the count
+  EXPECT_EQ(BucketQuantile(h.Buckets(), h.Count(), 1.0), kHistogramBounds.back());
+}
+
 }  // namespace
 }  // namespace kiln

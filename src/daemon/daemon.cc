@@ -258,19 +258,8 @@ int Run(const Config& given) {
   gateway_deps.access_log_sample_percent = config.log.access_log_sample_percent;
   gateway::Gateway gateway(std::move(gateway_deps));
   options.takeover = gateway.takeover();
-  service.SetTrafficSource([&gateway](const std::string& app_id) -> json::value {
-    auto t = gateway.TrafficOf(app_id);
-    if (!t) {
-      return nullptr;
-    }
-    json::object by_class;
-    for (size_t i = 0; i < t->by_class.size(); ++i) {
-      by_class[std::to_string(i + 1) + "xx"] = t->by_class[i];
-    }
-    return json::object{{"total", t->requests},   {"byClass", std::move(by_class)},
-                        {"bytesIn", t->bytes_in}, {"bytesOut", t->bytes_out},
-                        {"p50Ms", t->p50_ms},     {"p99Ms", t->p99_ms}};
-  });
+  service.SetTrafficSource(
+      [&gateway](const std::string& app_id) { return gateway.TrafficOf(app_id); });
 
   auto server = http::Server::Start(
       options,

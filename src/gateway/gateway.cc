@@ -72,28 +72,6 @@ namespace {
 
 namespace bhttp = boost::beast::http;
 
-// A quantile from the histogram's buckets, interpolated within the bucket (as Prometheus'
-// histogram_quantile does); in milliseconds.
-double QuantileMs(const HistogramSeries& h, double q) {
-  uint64_t total = h.Count();
-  if (total == 0) {
-    return 0;
-  }
-  double rank = q * static_cast<double>(total);
-  uint64_t seen = 0;
-  double lower = 0;
-  for (size_t i = 0; i < kHistogramBounds.size(); ++i) {
-    uint64_t in = h.Bucket(i);
-    if (static_cast<double>(seen + in) >= rank && in > 0) {
-      double within = (rank - static_cast<double>(seen)) / static_cast<double>(in);
-      return (lower + (kHistogramBounds[i] - lower) * within) * 1000;
-    }
-    seen += in;
-    lower = kHistogramBounds[i];
-  }
-  return kHistogramBounds.back() * 1000;  // beyond the last bound
-}
-
 class Takeover final : public http::Takeover {
  public:
   explicit Takeover(std::shared_ptr<internal::Shared> shared) : shared_(std::move(shared)) {}
@@ -148,7 +126,7 @@ Gateway::~Gateway() = default;
 
 std::shared_ptr<http::Takeover> Gateway::takeover() const { return impl_->takeover; }
 
-std::optional<Traffic> Gateway::TrafficOf(const std::string& id) const {
+std::optional<service::Traffic> Gateway::TrafficOf(const std::string& id) const {
   auto& shared = *impl_->shared;
   std::lock_guard lock(shared.traffic_mu);
   auto it = shared.traffic.find(id);
@@ -156,15 +134,15 @@ std::optional<Traffic> Gateway::TrafficOf(const std::string& id) const {
     return std::nullopt;
   }
   const internal::AppCounters& c = *it->second;
-  Traffic t;
+  service::Traffic t;
   t.requests = c.requests.load(std::memory_order_relaxed);
   for (size_t i = 0; i < t.by_class.size(); ++i) {
     t.by_class[i] = c.by_class[i].load(std::memory_order_relaxed);
   }
   t.bytes_in = c.bytes_in.load(std::memory_order_relaxed);
   t.bytes_out = c.bytes_out.load(std::memory_order_relaxed);
-  t.p50_ms = QuantileMs(*c.latency, 0.5);
-  t.p99_ms = QuantileMs(*c.latency, 0.99);
+  t.latency = c.latency->Buckets();
+  t.latency_count = c.latency->Count();
   return t;
 }
 

@@ -19,7 +19,7 @@
 // added), a sleeping app woken (Deps::wake, on a worker thread) and the request then
 // answered, timeouts per phase, and errors as 4xx/5xx pages carrying X-Request-Id (JSON, or
 // HTML for browsers). Per app: request counts by status class, a latency histogram and bytes
-// in /metrics, and Traffic() for the API.
+// in /metrics, and TrafficOf() for the API and the stats history.
 //
 // Threading: every method may be called from any thread. Lifetime: shut the HTTP server
 // down before destroying the Gateway (its requests run on the server's threads).
@@ -72,16 +72,6 @@ struct Deps {
   int access_log_sample_percent = 100;
 };
 
-// Requests the gateway has served for one app (or sandbox), since the server started.
-struct Traffic {
-  uint64_t requests = 0;
-  std::array<uint64_t, 5> by_class{};  // 1xx .. 5xx
-  uint64_t bytes_in = 0;               // request bodies
-  uint64_t bytes_out = 0;              // response bodies
-  double p50_ms = 0;                   // latency to the end of the response, from buckets
-  double p99_ms = 0;
-};
-
 class Gateway {
  public:
   explicit Gateway(Deps deps);
@@ -92,7 +82,7 @@ class Gateway {
   // For http::ServerOptions::takeover.
   std::shared_ptr<http::Takeover> takeover() const;
   // What the gateway served for app or sandbox `id`; nullopt before its first request.
-  std::optional<Traffic> TrafficOf(const std::string& id) const;
+  std::optional<service::Traffic> TrafficOf(const std::string& id) const;
 
  private:
   struct Impl;

@@ -121,7 +121,20 @@ void AppManager::Reconcile() {
             {{"attached", attached}, {"restarted", restarted}, {"deployments_failed", failed}});
 }
 
+void AppManager::SampleHistory(const std::vector<std::shared_ptr<const AppRoute>>& routes,
+                               int64_t now) {
+  for (const auto& route : routes) {
+    std::optional<Traffic> traffic = traffic_ ? traffic_(route->app_id) : std::nullopt;
+    std::optional<runtime::InstanceStats> stats;
+    if (auto s = deps_.runtime->Stats(route->instance_id); s.ok()) {
+      stats = *s;
+    }
+    history_.Sample(route->app_id, now, traffic, route->instance_id, stats);
+  }
+}
+
 void AppManager::MonitorLoop() {
+  int64_t last_sample = 0;
   std::unique_lock lock(monitor_mu_);
   while (!stopping_) {
     monitor_cv_.wait_for(lock, 1s, [this] { return stopping_; });
@@ -137,6 +150,10 @@ void AppManager::MonitorLoop() {
       }
     }
     int64_t now = deps_.clock.NowMs();
+    if (now - last_sample >= history_.interval().count()) {
+      SampleHistory(routes, now);
+      last_sample = now;
+    }
     for (const auto& route : routes) {
       if (route->sleeping) {
         continue;

@@ -337,6 +337,21 @@ Operation ResourcesOp(AppManager& m) {
   return op;
 }
 
+// The optional `since` of logs and stats, in ms (0 when absent).
+Result<int64_t> SinceMs(const json::object& in) {
+  auto s = FindString(in, "since");
+  if (!s) {
+    return int64_t{0};
+  }
+  auto ms = ParseTimeMs(*s);
+  if (!ms) {
+    return Status::InvalidArgument("TIME_INVALID",
+                                   "since: \"" + ValidUtf8(*s) + "\" is not an RFC 3339 time",
+                                   "use a time like 2026-11-24T10:00:00Z");
+  }
+  return *ms;
+}
+
 Operation LogsOp(const Deps& d, AppManager& m) {
   Operation op;
   op.name = "apps.logs";
@@ -358,16 +373,7 @@ Operation LogsOp(const Deps& d, AppManager& m) {
       {"type": "object", "properties": {"time": {"type": "string"}, "stream": {"type": "string"}, "line": {"type": "string"}}}}}})js");
   op.run = [&d, &m](Context& ctx, const json::object& in) -> Result<json::value> {
     KILN_ASSIGN_OR_RETURN(store::App app, m.Get(ctx.principal.workspace.id, GetString(in, "app")));
-    int64_t since = 0;
-    if (auto s = FindString(in, "since")) {
-      auto ms = ParseTimeMs(*s);
-      if (!ms) {
-        return Status::InvalidArgument("TIME_INVALID",
-                                       "since: \"" + ValidUtf8(*s) + "\" is not an RFC 3339 time",
-                                       "use a time like 2026-11-24T10:00:00Z");
-      }
-      since = *ms;
-    }
+    KILN_ASSIGN_OR_RETURN(int64_t since, SinceMs(in));
     auto to_json = [](const AppLogLine& l) {
       return json::object{{"time", TimeOrNull(l.time_ms)}, {"stream", l.stream}, {"line", l.text}};
     };
@@ -405,6 +411,41 @@ Operation LogsOp(const Deps& d, AppManager& m) {
   return op;
 }
 
+Operation StatsOp(AppManager& m) {
+  Operation op;
+  op.name = "apps.stats";
+  op.summary = "The app's request rate, latency, CPU and memory over the last hour";
+  op.description =
+      "Answers one point per interval (apps.stats_interval_seconds, 10 by default) for the last "
+      "hour the app ran, oldest first: requests in that interval and per second, 4xx and 5xx "
+      "answers, body bytes in and out, p50/p99 latency of that interval's requests (ms), mean "
+      "CPU cores used, and memory. With `since` (RFC 3339), only points after it. Kept in "
+      "memory: a server restart starts the history over.";
+  op.method = "GET";
+  op.path = "/v1/apps/{app}/stats";
+  op.scopes = auth::kRead;
+  op.read_only = op.idempotent = true;
+  op.input = Schema(AppOnly(
+      R"js("since": {"type": "string", "maxLength": 40, "description": "RFC 3339 time"},)js"));
+  op.output = Schema(R"js({"type": "object", "properties": {
+      "app": {"type": "string"}, "intervalSeconds": {"type": "integer"},
+      "windowSeconds": {"type": "integer"},
+      "points": {"type": "array", "items": {"type": "object", "properties": {
+        "time": {"type": "string"}, "seconds": {"type": "number"},
+        "requests": {"type": "integer"}, "rps": {"type": "number"},
+        "clientErrors": {"type": "integer"}, "errors": {"type": "integer"},
+        "bytesIn": {"type": "integer"}, "bytesOut": {"type": "integer"},
+        "p50Ms": {"type": "number"}, "p99Ms": {"type": "number"},
+        "cpuCores": {"type": ["number", "null"]}, "memoryBytes": {"type": ["integer", "null"]},
+        "memoryLimitBytes": {"type": ["integer", "null"]}}}}}})js");
+  op.run = [&m](Context& ctx, const json::object& in) -> Result<json::value> {
+    KILN_ASSIGN_OR_RETURN(store::App app, m.Get(ctx.principal.workspace.id, GetString(in, "app")));
+    KILN_ASSIGN_OR_RETURN(int64_t since, SinceMs(in));
+    return m.StatsJson(app, since);
+  };
+  return op;
+}
+
 }  // namespace
 
 void AddAppOperations(const Deps& deps, AppManager& apps, std::vector<Operation>& out) {
@@ -430,6 +471,7 @@ void AddAppOperations(const Deps& deps, AppManager& apps, std::vector<Operation>
                             "Thaws a sleeping app's processes; it answers again at once."));
   out.push_back(ResourcesOp(apps));
   out.push_back(LogsOp(deps, apps));
+  out.push_back(StatsOp(apps));
   ExecTarget target;
   target.resource = "apps";
   target.noun = "app";

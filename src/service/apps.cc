@@ -26,7 +26,10 @@ std::string FormatCpus(double cpus) { return ToJson(Number(cpus)); }
 
 }  // namespace
 
-AppManager::AppManager(const Deps& deps) : deps_(deps) {}
+AppManager::AppManager(const Deps& deps)
+    : deps_(deps),
+      history_(std::chrono::seconds(deps.config.apps.stats_interval_seconds),
+               std::chrono::hours(1)) {}
 
 AppManager::~AppManager() { Stop(); }
 
@@ -149,6 +152,7 @@ Status AppManager::Delete(const auth::Principal& principal, const store::App& ap
                               MakeEvent(deps_, app.workspace_id, "app.deleted", principal.key_id,
                                         app.id, {{"name", app.name}, {"purged", purge}})));
   }
+  history_.Forget(app.id);
   std::error_code ec;
   fs::remove_all(deps_.config.server.data_dir + "/releases/" + app.id, ec);
   for (const std::string& dep_id : dep_ids) {
@@ -257,9 +261,55 @@ json::object AppManager::AppJson(const store::App& app, bool with_stats) {
   }
   out["stats"] = stats;
   if (with_stats) {
-    out["requests"] = traffic_ ? traffic_(app.id) : json::value(nullptr);
+    std::optional<Traffic> t = traffic_ ? traffic_(app.id) : std::nullopt;
+    json::value requests = nullptr;
+    if (t) {
+      json::object by_class;
+      for (size_t i = 0; i < t->by_class.size(); ++i) {
+        by_class[std::to_string(i + 1) + "xx"] = t->by_class[i];
+      }
+      requests = json::object{
+          {"total", t->requests},
+          {"byClass", std::move(by_class)},
+          {"bytesIn", t->bytes_in},
+          {"bytesOut", t->bytes_out},
+          {"p50Ms", Number(BucketQuantile(t->latency, t->latency_count, 0.5) * 1000)},
+          {"p99Ms", Number(BucketQuantile(t->latency, t->latency_count, 0.99) * 1000)}};
+    }
+    out["requests"] = std::move(requests);
   }
   return out;
+}
+
+json::object AppManager::StatsJson(const store::App& app, int64_t since_ms) {
+  json::array points;
+  for (const StatsPoint& p : history_.Points(app.id, deps_.clock.NowMs(), since_ms)) {
+    auto opt = [](const auto& v) -> json::value {
+      if (!v) {
+        return nullptr;
+      }
+      return json::value(*v);
+    };
+    points.push_back(json::object{
+        {"time", TimeOrNull(p.time_ms)},
+        {"seconds", Number(p.seconds)},
+        {"requests", p.requests},
+        {"rps", Number(p.seconds > 0 ? static_cast<double>(p.requests) / p.seconds : 0)},
+        {"clientErrors", p.client_errors},
+        {"errors", p.errors},
+        {"bytesIn", p.bytes_in},
+        {"bytesOut", p.bytes_out},
+        {"p50Ms", Number(p.p50_ms)},
+        {"p99Ms", Number(p.p99_ms)},
+        {"cpuCores", p.cpu_cores ? json::value(Number(*p.cpu_cores)) : json::value(nullptr)},
+        {"memoryBytes", opt(p.memory_bytes)},
+        {"memoryLimitBytes", opt(p.memory_limit_bytes)},
+    });
+  }
+  return json::object{{"app", app.name},
+                      {"intervalSeconds", history_.interval().count() / 1000},
+                      {"windowSeconds", history_.window().count() / 1000},
+                      {"points", std::move(points)}};
 }
 
 json::object AppManager::DeploymentJson(const store::Deployment& d) {

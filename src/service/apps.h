@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/worker_pool.h"
+#include "service/history.h"
 #include "service/service.h"
 #include "service/sources.h"
 
@@ -136,6 +137,8 @@ class AppManager {
   const std::string& examples_dir() const { return examples_dir_; }
   json::object AppJson(const store::App& app, bool with_stats);
   json::object DeploymentJson(const store::Deployment& dep);
+  // apps.stats: the app's history points newer than since_ms (0: the whole window).
+  json::object StatsJson(const store::App& app, int64_t since_ms);
   // Replaces secret values of the app in `text` with ********.
   std::string Mask(const std::string& app_id, std::string text);
 
@@ -143,9 +146,9 @@ class AppManager {
   Status WakeById(const std::string& app_id);
   void Touch(const std::string& app_id);
   void SetListenPort(uint16_t port) { listen_port_ = port; }
-  // The gateway's request counts of an app as JSON (Service::SetTrafficSource); set once at
-  // start-up, before requests arrive.
-  void SetTrafficSource(std::function<json::value(const std::string& app_id)> source) {
+  // The gateway's request counts of an app (Service::SetTrafficSource); set once at start-up,
+  // before requests arrive.
+  void SetTrafficSource(std::function<std::optional<Traffic>(const std::string& app_id)> source) {
     traffic_ = std::move(source);
   }
   // Called by env operations after a change: masking follows the new secret values.
@@ -204,12 +207,15 @@ class AppManager {
   void RunDeployment(std::shared_ptr<Task> task);
   void Reconcile();
   void MonitorLoop();
+  // Records a point of every routed app's stats history (monitor thread).
+  void SampleHistory(const std::vector<std::shared_ptr<const AppRoute>>& routes, int64_t now);
   void AppendLog(const std::string& dep_id, const std::string& step, std::string_view text,
                  const std::string& app_id);
 
   const Deps& deps_;
   std::string examples_dir_;
-  std::function<json::value(const std::string& app_id)> traffic_;
+  std::function<std::optional<Traffic>(const std::string& app_id)> traffic_;
+  StatsHistory history_;
   std::atomic<uint16_t> listen_port_{
       0};  // 0: the port in server.listen  // starters (apps.examples_dir, resolved at Start)
   std::array<std::mutex, 64> locks_;

@@ -76,7 +76,8 @@ void Service::TouchApp(const std::string& app_id) { apps_->Touch(app_id); }
 
 void Service::SetListenPort(uint16_t port) { apps_->SetListenPort(port); }
 
-void Service::SetTrafficSource(std::function<json::value(const std::string& app_id)> source) {
+void Service::SetTrafficSource(
+    std::function<std::optional<Traffic>(const std::string& app_id)> source) {
   apps_->SetTrafficSource(std::move(source));
 }
 

@@ -6,9 +6,11 @@
 // Thread-safety: the operation list is built in the constructor and read-only afterwards;
 // Call may run on any thread concurrently.
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +18,7 @@
 #include "auth/auth.h"
 #include "core/core.h"
 #include "core/json.h"
+#include "core/metrics.h"
 #include "runtime/runtime.h"
 #include "store/store.h"
 
@@ -83,6 +86,17 @@ class SandboxManager;
 class AppManager;
 class AccessManager;
 class DomainManager;
+
+// What the gateway has served for one app or sandbox since the server started; every
+// counter only grows.
+struct Traffic {
+  uint64_t requests = 0;
+  std::array<uint64_t, 5> by_class{};  // 1xx .. 5xx
+  uint64_t bytes_in = 0;               // request bodies
+  uint64_t bytes_out = 0;              // response bodies
+  HistogramBuckets latency{};          // to the end of the response
+  uint64_t latency_count = 0;
+};
 
 // Where an app is served now (DESIGN.md §6). The gateway looks one up per request; a deploy,
 // rollback, restart or sleep replaces the app's entry at once, and requests already holding
@@ -204,9 +218,9 @@ class Service {
   void TouchApp(const std::string& app_id);
   // The port the listener got (apps' URLs name it; the config may say port 0).
   void SetListenPort(uint16_t port);
-  // Where GET /v1/apps/{app} finds the gateway's request counts of an app (`requests`:
-  // null before the first request). Set once at start-up.
-  void SetTrafficSource(std::function<json::value(const std::string& app_id)> source);
+  // Where apps.get (`requests`) and the stats history find the gateway's counts of an app;
+  // nullopt before its first request. Set once at start-up.
+  void SetTrafficSource(std::function<std::optional<Traffic>(const std::string& app_id)> source);
 
   const std::vector<Operation>& operations() const { return operations_; }
   const Operation* Find(std::string_view name) const;
