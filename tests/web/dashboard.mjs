@@ -66,8 +66,9 @@ const work = mkdtempSync(join(tmpdir(), 'kiln-e2e-web-'));
 const dataDir = join(work, 'data');
 const configFile = join(work, 'kiln.toml');
 // HTTPS off: the default port 8443 is shared by every server on this machine.
-writeFileSync(configFile, `[gateway]\ntls_port = 0\n\n[server]\ndashboard_dir = ` +
-                          `${JSON.stringify(dashboardDir)}\n`);
+// Stats points every second, so the plots fill within the test.
+writeFileSync(configFile, `[gateway]\ntls_port = 0\n\n[apps]\nstats_interval_seconds = 1\n\n` +
+                          `[server]\ndashboard_dir = ${JSON.stringify(dashboardDir)}\n`);
 const serverLog = [];
 let child = null;
 let exited = null;
@@ -572,6 +573,37 @@ test('rolling back to the first release serves it again', async () => {
   await overview.getByText(firstDeployment.release).waitFor({ timeout: 30000 });
   assert.equal(dialogs.filter((d) => d.type === 'confirm').length, 1, 'rollback asks first');
   await screenshot(page, 'app-rolled-back');
+});
+
+test('the plots show the server\'s history of requests, latency, CPU and memory', async () => {
+  const history = async () => (await rest('GET', `/v1/apps/${kApp}/stats`)).body.data.points;
+  const sum = (points) => points.reduce((n, p) => n + p.requests, 0);
+  const before = sum(await history());
+  for (let i = 0; i < 40; i++) {
+    assert.equal((await getWithHost(`${kApp}.localhost`)).status, 200);
+  }
+  let points = [];
+  await waitFor(async () => sum(points = await history()) >= before + 40,
+                'the server\'s history to count the 40 requests', 15000);
+  const busiest = Math.max(...points.map((p) => p.rps));
+  assert.ok(busiest > 0, JSON.stringify(points));
+
+  const overview = page.getByRole('region', { name: 'Overview' });
+  // "Requests over the last 5 min: now 0.00 req/s, highest 12.3 req/s"
+  const highest = async (title) => {
+    const label = await overview.getByRole('img', { name: new RegExp(`^${title} over the last`) })
+      .getAttribute('aria-label', { timeout: 1000 }).catch(() => null);
+    const m = label && label.match(/highest ([\d.]+)/);
+    return m ? Number(m[1]) : 0;
+  };
+  // The page polls: its Requests plot reaches the busiest second the server recorded.
+  await waitFor(async () => (await highest('Requests')) >= busiest * 0.95,
+                `the Requests plot to show ${busiest} req/s`, 20000);
+  assert.ok((await highest('Latency')) > 0, 'the latency of those requests');
+  assert.ok((await highest('Memory')) > 1, 'the app\'s memory in MiB');
+  const requests = overview.getByRole('img', { name: /^Requests over the last/ });
+  assert.ok(await requests.locator('polyline').count() >= 1, 'a line is drawn');
+  await overview.screenshot({ path: join(shotsDir, 'app-plots.png') });
 });
 
 test('the apps list shows status, URL, release and last deploy, also at 375 px', async () => {

@@ -1,10 +1,13 @@
-// Small line charts (SVG made with createElementNS and setAttribute; colours from CSS
-// classes) of an app's request rate, latency, CPU and memory. The server answers only the
-// current numbers, so the page samples them while it is open and keeps the last hour of
-// samples per app for as long as the tab lives.
+// An app's last hour as small line charts: request rate (and 5xx), latency p50/p99, CPU and
+// memory, from GET /v1/apps/{app}/stats (the server samples them every interval whether or
+// not a page is open). The panel loads the whole window once, then asks only for points
+// after the last one it has. SVG made with createElementNS and setAttribute; colours from
+// CSS classes.
 
-import { h } from './dom';
-import type { App } from './types';
+import { get, seg } from './api';
+import { h, replace } from './dom';
+import type { AppStats, StatsPoint } from './types';
+import { every } from './ui';
 
 const SVG = 'http://www.w3.org/2000/svg';
 
@@ -16,58 +19,12 @@ function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string,
   return el;
 }
 
-interface Sample {
-  t: number; // ms
-  requests?: number;
-  p99Ms?: number;
-  p50Ms?: number;
-  cpuSeconds?: number;
-  memoryBytes?: number;
-}
+type Point = [number, number]; // [ms, value]
 
-const kWindowMs = 60 * 60 * 1000;
-const samples = new Map<string, Sample[]>();
-
-export function recordSample(app: App, now = Date.now()): void {
-  const list = samples.get(app.id) ?? [];
-  const r = app.requests as { total?: number; p50Ms?: number; p99Ms?: number } | null | undefined;
-  list.push({
-    t: now,
-    requests: r?.total,
-    p50Ms: r?.p50Ms,
-    p99Ms: r?.p99Ms,
-    cpuSeconds: app.stats?.cpuSeconds,
-    memoryBytes: app.stats?.memoryBytes,
-  });
-  while (list.length > 0 && now - list[0].t > kWindowMs) {
-    list.shift();
-  }
-  samples.set(app.id, list);
-}
-
-type Point = [number, number];
-
-// Rate of a counter per second between samples; a counter that went down (a restart) starts
-// over and is skipped.
-function rate(list: Sample[], pick: (s: Sample) => number | undefined, scale = 1): Point[] {
-  const out: Point[] = [];
-  for (let i = 1; i < list.length; i++) {
-    const a = pick(list[i - 1]);
-    const b = pick(list[i]);
-    const dt = (list[i].t - list[i - 1].t) / 1000;
-    if (a === undefined || b === undefined || b < a || dt <= 0) {
-      continue;
-    }
-    out.push([list[i].t, ((b - a) / dt) * scale]);
-  }
-  return out;
-}
-
-function gauge(list: Sample[], pick: (s: Sample) => number | undefined, scale = 1): Point[] {
-  return list.flatMap((s) => {
-    const v = pick(s);
-    return v === undefined ? [] : [[s.t, v * scale] as Point];
-  });
+interface Series {
+  label: string;
+  cls: string; // chart-line, chart-line-2, chart-line-limit
+  points: Point[];
 }
 
 function fmt(v: number): string {
@@ -83,56 +40,142 @@ function fmt(v: number): string {
   return v.toFixed(2);
 }
 
-function span(ms: number): string {
+function minutes(ms: number): string {
   return ms < 60000 ? `${Math.max(1, Math.round(ms / 1000))} s` : `${Math.round(ms / 60000)} min`;
 }
 
-// The x axis runs from the first sample (at most an hour ago) to now.
-function chart(title: string, unit: string, points: Point[], now: number, since: number): HTMLElement {
+// One chart over [from, to]. A line breaks where points are further apart than `gapMs` (the
+// app was stopped) rather than drawing a slope across the stop.
+function chart(title: string, unit: string, series: Series[], from: number, to: number, gapMs: number): HTMLElement {
   const W = 300;
   const H = 90;
-  const last = points.length ? points[points.length - 1][1] : undefined;
+  const main = series[0].points;
+  const last = main.length ? main[main.length - 1][1] : undefined;
+  const all = series.flatMap((s) => s.points.map((p) => p[1]));
+  const top = Math.max(0, ...all) || 1;
   const figure = h(
     'figure',
     { class: 'chart' },
     h('figcaption', null, h('span', null, title), h('strong', null, last === undefined ? '—' : `${fmt(last)} ${unit}`)),
   );
   const box = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart-svg', role: 'img', preserveAspectRatio: 'none' });
-  const desc = points.length < 2
-    ? `${title}: not enough samples yet`
-    : `${title} over the last ${span(now - since)}: now ${fmt(last ?? 0)} ${unit}, highest ${fmt(Math.max(...points.map((p) => p[1])))} ${unit}`;
+  const desc = main.length === 0
+    ? `${title}: no data yet`
+    : `${title} over the last ${minutes(to - from)}: now ${fmt(last ?? 0)} ${unit}, highest ${fmt(Math.max(...main.map((p) => p[1])))} ${unit}`;
   box.setAttribute('aria-label', desc);
   box.appendChild(svg('line', { x1: 0, y1: H - 1, x2: W, y2: H - 1, class: 'chart-axis' }));
-  if (points.length >= 2) {
-    const width = Math.max(1, now - since);
-    const max = Math.max(...points.map((p) => p[1])) || 1;
-    const xy = points.map(([t, v]) => `${(((t - since) / width) * W).toFixed(1)},${(H - 2 - (v / max) * (H - 8)).toFixed(1)}`);
-    box.appendChild(svg('polyline', { points: xy.join(' '), class: 'chart-line', fill: 'none' }));
+  const width = Math.max(1, to - from);
+  const x = (t: number) => (((t - from) / width) * W).toFixed(1);
+  const y = (v: number) => (H - 2 - (v / top) * (H - 8)).toFixed(1);
+  for (const s of series) {
+    let run: string[] = [];
+    const flush = () => {
+      if (run.length === 1) {
+        run.push(run[0]); // a lone point still shows as a dot-sized line
+      }
+      if (run.length > 1) {
+        box.appendChild(svg('polyline', { points: run.join(' '), class: s.cls, fill: 'none', 'data-series': s.label }));
+      }
+      run = [];
+    };
+    s.points.forEach(([t, v], i) => {
+      if (i > 0 && t - s.points[i - 1][0] > gapMs) {
+        flush();
+      }
+      run.push(`${x(t)},${y(v)}`);
+    });
+    flush();
   }
   figure.appendChild(box);
-  if (points.length >= 2) {
-    figure.appendChild(
-      h('small', { class: 'chart-scale' }, `top ${fmt(Math.max(...points.map((p) => p[1])) || 1)} ${unit} · last ${span(now - since)}`),
-    );
-  }
+  const legend = series.length > 1 ? ` · ${series.map((s) => s.label).join(', ')}` : '';
+  figure.appendChild(h('small', { class: 'chart-scale' }, `top ${fmt(top)} ${unit} · last ${minutes(to - from)}${legend}`));
   return figure;
 }
 
-export function charts(app: App, now = Date.now()): HTMLElement {
-  const list = samples.get(app.id) ?? [];
-  const since = list.length ? list[0].t : now;
-  return h(
-    'div',
-    null,
-    h('div', { class: 'charts' },
-      chart('Requests', 'req/s', rate(list, (s) => s.requests), now, since),
-      chart('Latency p99', 'ms', gauge(list, (s) => s.p99Ms), now, since),
-      chart('CPU', '%', rate(list, (s) => s.cpuSeconds, 100), now, since),
-      chart('Memory', 'MiB', gauge(list, (s) => s.memoryBytes, 1 / 1048576), now, since),
-    ),
-    h('p', { class: 'hint' },
-      list.length > 1
-        ? `Sampled every 5 s while this page is open (${span(now - since)} so far; the last hour is kept while the tab is open). Latency is the gateway’s p99 since the server started.`
-        : 'Sampled every 5 s while this page is open: the lines appear after a few samples.'),
-  );
+interface Sample {
+  t: number;
+  p: StatsPoint;
+}
+
+function pick(list: Sample[], f: (p: StatsPoint) => number | null): Point[] {
+  return list.flatMap(({ t, p }) => {
+    const v = f(p);
+    return v === null || v === undefined ? [] : [[t, v] as Point];
+  });
+}
+
+export interface StatsPanel {
+  el: HTMLElement;
+  // Fetches the points since the last one (after a lifecycle action, say).
+  update(): Promise<void>;
+}
+
+// The plots of app `name`; polls while the page is shown.
+export function statsPanel(name: string, onDispose: (f: () => void) => void): StatsPanel {
+  const el = h('div', { class: 'stats' });
+  let list: Sample[] = [];
+  let intervalMs = 10000;
+  let windowMs = 3600000;
+  let loaded = false;
+  let fetchedAt = 0;
+
+  const render = () => {
+    const now = Date.now();
+    // The x axis spans what there is, at least 5 minutes and at most the window.
+    const first = list.length ? list[0].t - intervalMs : now;
+    const from = Math.max(now - windowMs, Math.min(first, now - 5 * 60000));
+    const gap = intervalMs * 2.5;
+    const hasErrors = list.some(({ p }) => p.errors > 0);
+    const requestSeries: Series[] = [{ label: 'requests', cls: 'chart-line', points: pick(list, (p) => p.rps) }];
+    if (hasErrors) {
+      requestSeries.push({ label: '5xx', cls: 'chart-line-bad', points: pick(list, (p) => p.errors / p.seconds) });
+    }
+    const limit = pick(list, (p) => (p.memoryLimitBytes === null ? null : p.memoryLimitBytes / 1048576));
+    replace(
+      el,
+      h('div', { class: 'charts' },
+        chart('Requests', 'req/s', requestSeries, from, now, gap),
+        chart('Latency', 'ms', [
+          { label: 'p99', cls: 'chart-line', points: pick(list, (p) => (p.requests > 0 ? p.p99Ms : null)) },
+          { label: 'p50', cls: 'chart-line-2', points: pick(list, (p) => (p.requests > 0 ? p.p50Ms : null)) },
+        ], from, now, gap),
+        chart('CPU', '%', [{ label: 'cpu', cls: 'chart-line', points: pick(list, (p) => (p.cpuCores === null ? null : p.cpuCores * 100)) }], from, now, gap),
+        chart('Memory', 'MiB', [
+          { label: 'used', cls: 'chart-line', points: pick(list, (p) => (p.memoryBytes === null ? null : p.memoryBytes / 1048576)) },
+          { label: 'limit', cls: 'chart-line-limit', points: limit },
+        ], from, now, gap),
+      ),
+      h('p', { class: 'hint' },
+        !loaded
+          ? 'Loading the last hour…'
+          : list.length
+            ? `One point every ${intervalMs / 1000} s, kept for an hour by the server (a restart of the server starts over). Latency is of the requests in each interval, through the gateway.`
+            : `No points yet: the server records one every ${intervalMs / 1000} s while the app runs.`),
+    );
+  };
+
+  const update = async () => {
+    fetchedAt = Date.now();
+    const since = list.length ? list[list.length - 1].p.time : undefined;
+    const stats = await get<AppStats>(`/v1/apps/${seg(name)}/stats`, { query: since ? { since } : undefined });
+    intervalMs = stats.intervalSeconds * 1000;
+    windowMs = stats.windowSeconds * 1000;
+    const fresh = stats.points.map((p) => ({ t: Date.parse(p.time), p }));
+    const known = list.length ? list[list.length - 1].t : -Infinity;
+    list = list.concat(fresh.filter((s) => s.t > known));
+    const now = Date.now();
+    list = list.filter((s) => now - s.t < windowMs);
+    loaded = true;
+    render();
+  };
+
+  render();
+  update().catch(() => {});
+  // Every 5 s, asking only once the server has had time for a new point.
+  every(5000, async () => {
+    if (Date.now() - fetchedAt >= intervalMs - 500) {
+      await update();
+    }
+  }, onDispose);
+  return { el, update };
 }

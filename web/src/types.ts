@@ -37,6 +37,30 @@ export interface App {
   updatedAt: string;
 }
 
+// GET /v1/apps/{app}/stats: one point per interval of the last hour.
+export interface StatsPoint {
+  time: string;
+  seconds: number;
+  requests: number;
+  rps: number;
+  clientErrors: number;
+  errors: number;
+  bytesIn: number;
+  bytesOut: number;
+  p50Ms: number;
+  p99Ms: number;
+  cpuCores: number | null;
+  memoryBytes: number | null;
+  memoryLimitBytes: number | null;
+}
+
+export interface AppStats {
+  app: string;
+  intervalSeconds: number;
+  windowSeconds: number;
+  points: StatsPoint[];
+}
+
 export type DeploymentStatus =
   | 'queued'
   | 'building'

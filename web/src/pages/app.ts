@@ -15,7 +15,7 @@ import { deployPanel, forwardDrops } from './deploy';
 import { deploymentView, isRunning, sourceText, type DeploymentView } from './deployment';
 import { envEditor } from './env';
 import { accessPanel } from './access';
-import { charts, recordSample } from '../charts';
+import { statsPanel } from '../charts';
 
 type Action = 'start' | 'stop' | 'restart' | 'sleep' | 'wake';
 
@@ -47,7 +47,7 @@ export async function appPage(ctx: PageContext): Promise<Node> {
   document.title = `${app.name} · Kiln`;
 
   const overview = h('div', { class: 'overview' });
-  const plots = h('div');
+  const plots = statsPanel(app.name, ctx.onDispose);
   const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'Lifecycle' });
   const actionResult = outcome();
   const currentHolder = h('div');
@@ -235,8 +235,6 @@ export async function appPage(ctx: PageContext): Promise<Node> {
   };
 
   const render = () => {
-    recordSample(app);
-    replace(plots, charts(app));
     renderOverview();
     renderHistory();
     const shown = (pinned && deployments.find((d) => d.id === pinned)) || deployments[0];
@@ -349,7 +347,7 @@ export async function appPage(ctx: PageContext): Promise<Node> {
     h('p', { class: 'crumbs' }, h('a', { href: '/apps' }, 'Apps'), ' / '),
     h('div', { class: 'page-head' }, h('h1', null, app.name), actions),
     actionResult,
-    section('Overview', overview, plots),
+    section('Overview', overview, plots.el),
     deploySection,
     section('Current deployment', currentHolder),
     section('Deployments', historyHolder),
