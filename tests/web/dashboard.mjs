@@ -768,6 +768,15 @@ test('the activity feed lists what happened', async () => {
   }
   assert.ok(await feed.getByRole('link', { name: kApp, exact: true }).count() > 0,
             'app events link the app');
+  // Deployments and env changes name their app, not its id; actors are key names.
+  const live = feed.getByRole('listitem').filter({ hasText: 'deployment.live' }).first();
+  assert.ok(await live.getByRole('link', { name: kApp, exact: true }).isVisible(),
+            `a deployment names its app: ${await live.innerText()}`);
+  const envSet = feed.getByRole('listitem').filter({ hasText: 'app.env_set' }).first();
+  assert.ok(await envSet.getByRole('link', { name: kApp, exact: true }).isVisible());
+  const feedText = await feed.innerText();
+  assert.ok(!feedText.includes('app=app_'), `no raw app ids: ${feedText}`);
+  assert.match(await live.innerText(), /by admin/, 'the actor is the admin key by name');
   // Fewer than a page of events: nothing more to load, so no button that would load the
   // first page again.
   assert.equal(await page.getByRole('button', { name: 'Load more' }).isVisible(), false,
