@@ -47,7 +47,14 @@ export function notify(message: string, kind: 'ok' | 'error' = 'ok'): void {
   if (!noticeArea) {
     return;
   }
-  const el = h('div', { class: `notice notice-${kind}`, role: kind === 'error' ? 'alert' : 'status' }, message);
+  // A notice may cover a button (small screens): any click on it dismisses it at once.
+  const el = h(
+    'div',
+    { class: `notice notice-${kind}`, role: kind === 'error' ? 'alert' : 'status' },
+    h('span', null, message),
+    h('button', { type: 'button', class: 'notice-close', 'aria-label': 'Dismiss' }, '×'),
+  );
+  el.addEventListener('click', () => el.remove());
   noticeArea.appendChild(el);
   window.setTimeout(() => el.remove(), kind === 'error' ? 8000 : 4000);
 }
