@@ -132,13 +132,9 @@ Status SessionRefused(const Status& why) {
 }  // namespace
 
 CallerCredential Credential(const http::Request& req) {
-  std::string_view auth = req.Header("authorization");
-  if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer ")) {
-    auth.remove_prefix(7);
-    while (!auth.empty() && auth.front() == ' ') {
-      auth.remove_prefix(1);
-    }
-    return {auth, false};
+  if (std::string_view bearer = service::BearerValue(req.Header("authorization"));
+      !bearer.empty()) {
+    return {bearer, false};
   }
   if (std::string_view key = req.Header("x-api-key"); !key.empty()) {
     return {key, false};

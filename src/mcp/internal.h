@@ -95,7 +95,6 @@ struct Session {
   std::mutex mu;
   std::condition_variable answered;  // a PendingAsk was answered, or the session ended
   bool ended = false;
-  bool initialized = false;
   int log_level = 1;  // index in kLogLevels; notifications below it are not sent
   int64_t next_stream = 1;
   int64_t next_ask = 1;

@@ -47,17 +47,10 @@ std::string OriginHost(std::string_view origin) {
   return HostName(rest.substr(0, rest.find('/')));
 }
 
-// The bearer token or X-API-Key, as REST takes them.
+// The bearer token or X-API-Key, as REST takes them (no session cookie: /mcp is no page's).
 std::string_view Credential(const http::Request& req) {
-  std::string_view value = req.Header("authorization");
-  if (value.size() > 7 && Lower(value.substr(0, 7)) == "bearer ") {
-    value.remove_prefix(7);
-    while (!value.empty() && value.front() == ' ') {
-      value.remove_prefix(1);
-    }
-    return value;
-  }
-  return req.Header("x-api-key");
+  std::string_view bearer = service::BearerValue(req.Header("authorization"));
+  return bearer.empty() ? req.Header("x-api-key") : bearer;
 }
 
 void Answer(http::Response& res, int status, std::string body) {
@@ -329,11 +322,7 @@ void Server::Handle(const http::Request& req, http::Response& res) {
   if (session == nullptr) {
     return;
   }
-  if (!name.empty() && !has_id) {  // a notification
-    if (name == "notifications/initialized") {
-      std::lock_guard lock(session->mu);
-      session->initialized = true;
-    }
+  if (!name.empty() && !has_id) {  // a notification (initialized, cancelled, ...): noted
     res.status = 202;
     return;
   }

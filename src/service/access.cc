@@ -20,7 +20,14 @@ constexpr size_t kMaxCached = 100'000;
 // A workspace's slug is read again after this long (it names the caller to apps).
 constexpr int64_t kSlugCacheMs = 60'000;
 
-// The value of `Authorization: Bearer <value>`, or empty for any other scheme.
+bool LooksLikeJwt(std::string_view s) { return std::count(s.begin(), s.end(), '.') == 2; }
+
+std::string Noun(std::string_view target_id) {
+  return target_id.starts_with("sbx_") ? "sandbox" : "app";
+}
+
+}  // namespace
+
 std::string_view BearerValue(std::string_view authorization) {
   if (authorization.size() <= 7 || strncasecmp(authorization.data(), "bearer ", 7) != 0) {
     return {};
@@ -34,14 +41,6 @@ std::string_view BearerValue(std::string_view authorization) {
   }
   return authorization;
 }
-
-bool LooksLikeJwt(std::string_view s) { return std::count(s.begin(), s.end(), '.') == 2; }
-
-std::string Noun(std::string_view target_id) {
-  return target_id.starts_with("sbx_") ? "sandbox" : "app";
-}
-
-}  // namespace
 
 std::string_view CookieValue(std::string_view header, std::string_view name) {
   while (!header.empty()) {

@@ -113,6 +113,16 @@ TEST(CookieValueTest, FindsTheNamedCookieOnly) {
   EXPECT_EQ(CookieValue("kiln_session", "kiln_session"), "");
 }
 
+TEST(BearerValueTest, TakesTheBearerSchemeInAnyCaseOnly) {
+  EXPECT_EQ(BearerValue("Bearer kiln_sk_1"), "kiln_sk_1");
+  EXPECT_EQ(BearerValue("bearer kiln_sk_1"), "kiln_sk_1");
+  EXPECT_EQ(BearerValue("BEARER   kiln_sk_1  "), "kiln_sk_1");
+  EXPECT_EQ(BearerValue("Basic a2lsbjp4"), "");
+  EXPECT_EQ(BearerValue("Bearer"), "");
+  EXPECT_EQ(BearerValue("Bearerkiln_sk_1"), "");
+  EXPECT_EQ(BearerValue(""), "");
+}
+
 TEST_F(AccessTest, PublicIsAnonymousUnlessACredentialOfTheWorkspaceCame) {
   AccessDecision anon = Check("public", app_);
   EXPECT_EQ(anon.status, 200);

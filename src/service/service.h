@@ -157,6 +157,9 @@ constexpr std::string_view kKilnCookiePrefix = "kiln_";
 constexpr std::string_view kSessionCookie = "kiln_session";
 // Cookie `name`'s value in a Cookie header, or empty (service/access.cc).
 std::string_view CookieValue(std::string_view cookie_header, std::string_view name);
+// The credential of `Authorization: Bearer <value>` (scheme in any case), or empty for any
+// other scheme (service/access.cc). REST and MCP take it, else X-API-Key.
+std::string_view BearerValue(std::string_view authorization);
 
 class Service {
  public:
