@@ -11,20 +11,8 @@ e2e_init app_cli "$@"
 
 cd "$tmp"
 printf '[sandboxes]\npool_size = 0\n' >"$tmp/kiln.toml"
-"$kiln" server --listen 127.0.0.1:0 --data-dir "$tmp/data" --config "$tmp/kiln.toml" \
-  >"$tmp/server.out" 2>"$tmp/server.log" &
-server_pid=$!
-for _ in $(seq 1 200); do
-  [[ -s "$tmp/data/kiln.addr" ]] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.05
-done
-if [[ ! -s "$tmp/data/kiln.addr" ]]; then
-  fail "server starts and writes kiln.addr" "$(tail -n 20 "$tmp/server.log")"
-  e2e_finish
-  exit 1
-fi
-export KILN_URL="$(head -n 1 "$tmp/data/kiln.addr")"
+e2e_start_server "$tmp/data" --config "$tmp/kiln.toml"
+export KILN_URL="$url"
 export KILN_API_KEY="$(head -n 1 "$tmp/data/admin.key")"
 export HOME="$tmp"
 port="${KILN_URL##*:}"

@@ -13,19 +13,7 @@ json_get() {  # json_get EXPR: evaluates a Python expression over `d`, the JSON 
 # --- start the server on a free port -----------------------------------------------------
 mkdir -p "$tmp/home" "$tmp/empty-home"
 cd "$tmp"  # no stray ./kiln.toml is picked up
-"$kiln" server --listen 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/server.out" 2>"$tmp/server.log" &
-server_pid=$!
-for _ in $(seq 1 200); do
-  [[ -s "$tmp/data/kiln.addr" ]] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.05
-done
-if [[ ! -s "$tmp/data/kiln.addr" ]]; then
-  fail "server starts and writes kiln.addr" "$(tail -n 20 "$tmp/server.log")"
-  echo "$passed passed, $failed failed"
-  exit 1
-fi
-url="$(head -n 1 "$tmp/data/kiln.addr")"
+e2e_start_server "$tmp/data"
 admin_key="$(head -n 1 "$tmp/data/admin.key")"
 pass "server starts and writes kiln.addr ($url)"
 check "admin.key has mode 600" test "$(stat -c %a "$tmp/data/admin.key")" = 600

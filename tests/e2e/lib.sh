@@ -2,9 +2,11 @@
 # counters and their helpers, and a clean-up that stops the server, removes every instance it
 # left (instances outlive their server by design) and deletes `$tmp`.
 #   e2e_init NAME "$@"      # in the script, before anything else
+#   e2e_start_server DIR [ARGS...]   # a server on a free port: $url, $server_pid
 kiln=""
 tmp=""
 server_pid=""
+url=""
 passed=0
 failed=0
 detail=""
@@ -27,6 +29,30 @@ e2e_cleanup() {
     tail -n 30 "$tmp/server.log" >&2 || true
   fi
   rm -rf "$tmp"
+}
+
+# e2e_start_server DATA_DIR [SERVER ARGS...]: starts `$kiln server --listen 127.0.0.1:0
+# --data-dir DATA_DIR ARGS...` in the background (stdout to $tmp/server.out, stderr to
+# $tmp/server.log), sets $server_pid, waits for its address file and sets $url. When the
+# server does not come up, counts a failure with its log, prints the summary and exits 1.
+e2e_start_server() {
+  local data="$1"
+  shift
+  rm -f "$data/kiln.addr"
+  "$kiln" server --listen 127.0.0.1:0 --data-dir "$data" "$@" \
+    >>"$tmp/server.out" 2>>"$tmp/server.log" &
+  server_pid=$!
+  for _ in $(seq 1 400); do
+    [[ -s "$data/kiln.addr" ]] && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [[ ! -s "$data/kiln.addr" ]]; then
+    fail "server starts and writes kiln.addr" "$(tail -n 20 "$tmp/server.log")"
+    e2e_finish
+    exit 1
+  fi
+  url="$(head -n 1 "$data/kiln.addr")"
 }
 
 pass() {

@@ -10,14 +10,8 @@ e2e_init relative_data_dir "$@"
 
 cd "$tmp"
 printf '[sandboxes]\npool_size = 0\n[gateway]\ntls_port = 0\n' >"$tmp/kiln.toml"
-"$kiln" server --listen 127.0.0.1:0 --data-dir ./data --config ./kiln.toml \
-  >"$tmp/server.out" 2>"$tmp/server.log" &
-server_pid=$!
-for _ in $(seq 1 200); do
-  [[ -s "$tmp/data/kiln.addr" ]] && break
-  sleep 0.05
-done
-export KILN_URL="$(head -n 1 "$tmp/data/kiln.addr")"
+e2e_start_server ./data --config ./kiln.toml
+export KILN_URL="$url"
 export KILN_API_KEY="$(head -n 1 "$tmp/data/admin.key")"
 export HOME="$tmp"
 

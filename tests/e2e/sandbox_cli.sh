@@ -9,14 +9,8 @@ e2e_init sandbox_cli "$@"
 
 cd "$tmp"
 printf '[sandboxes]\npool_size = 1\n' >"$tmp/kiln.toml"
-"$kiln" server --listen 127.0.0.1:0 --data-dir "$tmp/data" --config "$tmp/kiln.toml" \
-  >"$tmp/server.out" 2>"$tmp/server.log" &
-server_pid=$!
-for _ in $(seq 1 200); do
-  [[ -s "$tmp/data/kiln.addr" ]] && break
-  sleep 0.05
-done
-export KILN_URL="$(head -n 1 "$tmp/data/kiln.addr")"
+e2e_start_server "$tmp/data" --config "$tmp/kiln.toml"
+export KILN_URL="$url"
 export KILN_API_KEY="$(head -n 1 "$tmp/data/admin.key")"
 export HOME="$tmp"
 
