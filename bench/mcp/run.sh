@@ -14,7 +14,8 @@
 #   CALLS [2000]               timed calls per target per round
 #   WARMUP [200]               unmeasured calls per target before each of its rounds
 #   RUNS [3]                   rounds; the table quotes medians across rounds
-#   TARGETS [rest,mcp_http,mcp_stdio,stdio_floor,rest_new_conn]   what is measured (rest always is)
+#   TARGETS [rest,mcp_http,mcp_stdio,mcp_stdio_nospin,stdio_floor,rest_new_conn]
+#                              what is measured (rest always is)
 #   CLIENT [raw]               HTTP client: raw (a minimal one on a socket) or http.client
 #   RESULTS [bench/results/mcp.json]
 #   KILN_COMMIT [this tree's HEAD]   recorded as the binary's commit, when it was built elsewhere
@@ -29,7 +30,7 @@ BUILD=${BUILD:-build}
 CALLS=${CALLS:-2000}
 WARMUP=${WARMUP:-200}
 RUNS=${RUNS:-3}
-TARGETS=${TARGETS:-rest,mcp_http,mcp_stdio,stdio_floor,rest_new_conn}
+TARGETS=${TARGETS:-rest,mcp_http,mcp_stdio,mcp_stdio_nospin,stdio_floor,rest_new_conn}
 CLIENT=${CLIENT:-raw}
 RESULTS=${RESULTS:-$ROOT/bench/results/mcp.json}
 

@@ -3,6 +3,7 @@
 // `kiln mcp config`: the block an MCP client's config file needs to start that bridge.
 //
 // stdout carries MCP messages only, one per line; everything else goes to stderr.
+#include <poll.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -36,6 +37,11 @@ constexpr std::chrono::milliseconds kCallTimeout = kFollowTimeout;
 // Notifications, the client's answers and initialize: the server answers these at once.
 constexpr std::chrono::milliseconds kQuickTimeout{60'000};
 constexpr std::chrono::milliseconds kDeleteTimeout{5'000};
+// How long the bridge looks for the server's answer, and for the client's next line, before
+// it sleeps (--spin-us): waking a sleeping thread costs tens of µs on a VM, as much as a
+// quick tool call takes in the server, and an agent's calls are rare enough that this much
+// CPU per call does not matter. 0 sleeps at once.
+constexpr int kDefaultSpinUs = 200;
 // How many times in a row a broken event stream is resumed without news before the request
 // is answered with an error.
 constexpr int kResumeTries = 5;
@@ -151,7 +157,8 @@ json::value ErrorMessage(const json::value& id, int code, const std::string& mes
 // stdout are serialized by out_mu_; the session by session_mu_.
 class Bridge {
  public:
-  explicit Bridge(Profile profile) : profile_(std::move(profile)) {}
+  Bridge(Profile profile, std::chrono::microseconds spin)
+      : profile_(std::move(profile)), spin_(spin) {}
   Bridge(const Bridge&) = delete;
   Bridge& operator=(const Bridge&) = delete;
 
@@ -223,6 +230,12 @@ class Bridge {
       size_t nl = in_.find('\n');
       if (nl == std::string::npos) {
         char buf[65536];
+        // The client's next message often follows the last answer closely: look for it
+        // without sleeping for a moment first (see kDefaultSpinUs).
+        pollfd p{STDIN_FILENO, POLLIN, 0};
+        for (auto until = std::chrono::steady_clock::now() + spin_;
+             std::chrono::steady_clock::now() < until && ::poll(&p, 1, 0) == 0;) {
+        }
         ssize_t n = ::read(STDIN_FILENO, buf, sizeof(buf));
         if (n < 0 && errno == EINTR) {
           continue;
@@ -514,6 +527,7 @@ class Bridge {
     // One kept-alive connection per thread: a new connection per message would cost the
     // bridge and the server more than the call itself.
     thread_local http::ClientConnection connection;
+    req.spin = spin_;
     if (t_hand_off != nullptr) {
       req.interrupt_fd = STDIN_FILENO;
       req.on_interrupt = *t_hand_off;
@@ -642,6 +656,7 @@ class Bridge {
   }
 
   const Profile profile_;
+  const std::chrono::microseconds spin_;
   // Leader and followers (Serve): reading_ while a thread reads stdin; waiting_ threads wait
   // to be the reader; threads_ are all but the first (Run's own), started on demand.
   static constexpr size_t kMaxThreads = 256;
@@ -714,6 +729,7 @@ struct Flags {
   std::string url;
   std::string api_key;
   std::string client;
+  int spin_us = kDefaultSpinUs;
 };
 
 Profile ProfileWith(const Flags& f) {
@@ -738,6 +754,11 @@ void AddMcpCommands(CLI::App& app, const bool& json_flag, int& code) {
       "mcp", "serve MCP on stdin/stdout for an agent (bridged to the server's /mcp)");
   mcp->add_option("--url", f->url, "server URL (default: the profile, $KILN_URL)");
   mcp->add_option("--api-key,--key", f->api_key, "API key (default: the profile, $KILN_API_KEY)");
+  mcp->add_option("--spin-us", f->spin_us,
+                  "µs to look for an answer before sleeping: lower latency for a little CPU per "
+                  "call; 0 sleeps at once")
+      ->check(CLI::Range(0, 100'000))
+      ->default_val(kDefaultSpinUs);
 
   auto* config = mcp->add_subcommand("config", "print the config block that adds Kiln to a client");
   config->add_option("--client", f->client, "claude, cursor or codex")->required();
@@ -752,7 +773,7 @@ void AddMcpCommands(CLI::App& app, const bool& json_flag, int& code) {
     if (config->parsed()) {
       return;  // `kiln mcp config` ran its own callback
     }
-    Bridge bridge(ProfileWith(*f));
+    Bridge bridge(ProfileWith(*f), std::chrono::microseconds(f->spin_us));
     code = bridge.Run();
   });
 }

@@ -203,16 +203,25 @@ Result<ClientResponse> ClientConnection::Fetch(const ClientRequest& request) {
     Status failure = Status::Ok();
     char chunk[16384];
     bool watch = request.interrupt_fd >= 0 && request.on_interrupt;
+    auto spin_until = Clock::now() + request.spin;
     while (!parser.is_done()) {
-      if (watch) {
+      if (watch || request.spin.count() > 0) {
         pollfd fds[2] = {{s.fd, POLLIN, 0}, {request.interrupt_fd, POLLIN, 0}};
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-        int rc = ::poll(fds, 2, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+        nfds_t n = watch ? 2 : 1;
+        int rc = 0;
+        while (rc == 0 && Clock::now() < spin_until) {
+          rc = ::poll(fds, n, 0);
+        }
+        if (rc == 0) {
+          auto left =
+              std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+          rc = ::poll(fds, n, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+        }
         if (rc == 0) {
           failure = timed_out();
           break;
         }
-        if (rc > 0 && fds[1].revents != 0) {
+        if (rc > 0 && watch && fds[1].revents != 0) {
           watch = false;
           request.on_interrupt();
         }

@@ -202,6 +202,10 @@ struct ClientRequest {
   // the reading of its stdin to another thread only when the next message comes meanwhile).
   int interrupt_fd = -1;
   std::function<void()> on_interrupt;
+  // ClientConnection only: after sending, look for the answer without sleeping for this long
+  // before blocking. A quick answer then costs no wake-up of this thread (tens of µs on a
+  // VM) at the price of that much CPU at most; 0: block at once.
+  std::chrono::microseconds spin{0};
 };
 struct ClientResponse {
   int status = 0;

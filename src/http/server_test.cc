@@ -235,6 +235,31 @@ TEST_F(ServerTest, ClientConnectionCallsOnInterruptOnceWhenItsFdTurnsReadable) {
   ::close(fds[1]);
 }
 
+TEST_F(ServerTest, ClientConnectionThatSpinsStillWaitsForASlowAnswer) {
+  Start();
+  ClientConnection connection;
+  ClientRequest request;
+  request.timeout = milliseconds(5000);
+  request.spin = std::chrono::microseconds(200);
+  // Answered within the spin, and long after it (then the wait blocks): both arrive whole.
+  for (std::string path : {"/v1/echo", "/slow", "/v1/echo"}) {
+    request.url = Url(path);
+    auto start = std::chrono::steady_clock::now();
+    auto response = connection.Fetch(request);
+    ASSERT_TRUE(response.ok()) << path << ": " << response.status().ToString();
+    EXPECT_EQ(response->body, "GET " + path + " body=");
+    if (path == "/slow") {
+      EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(300));
+    }
+  }
+  // A spinning wait still gives up at the timeout.
+  request.url = Url("/slow");
+  request.timeout = milliseconds(100);
+  auto late = connection.Fetch(request);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.status().error_code(), "TIMEOUT") << late.status().ToString();
+}
+
 TEST_F(ServerTest, DecodesPathAndQuery) {
   Start();
   auto response = Get("/files/a%20b/c+d?name=J%C3%BCrgen+M&plus=%2B&flag&=v");

@@ -144,6 +144,18 @@ assert r.get("isError") is not True and r["structuredContent"]["items"] == [], r
 ' "$tmp/session.out"
 check "the session is ended (DELETE) without complaint" test "$(grep -c "could not end" "$tmp/session.err")" -eq 0
 
+# The same session with a bridge that sleeps at once (--spin-us 0) answers the same.
+rc=0
+timeout 60 "$kiln" mcp --spin-us 0 <"$tmp/session.in" >"$tmp/nospin.out" 2>"$tmp/nospin.err" || rc=$?
+detail="exit $rc; stderr: $(cat "$tmp/nospin.err")"
+check "kiln mcp --spin-us 0 answers the same session" python3 -c '
+import json, sys
+ids = lambda f: sorted(json.dumps(m.get("id")) for m in map(json.loads, open(f)))
+assert ids(sys.argv[1]) == ids(sys.argv[2]), (ids(sys.argv[1]), ids(sys.argv[2]))
+' "$tmp/session.out" "$tmp/nospin.out"
+run "$kiln" mcp --spin-us -5
+check "a negative --spin-us is a usage error (exit 2)" test "$rc" -eq 2
+
 # --- errors reach the MCP client as JSON-RPC errors ---------------------------------------------
 # answers_errors FILE CODE WORDS: requests 1 and 2 are answered with JSON-RPC error CODE whose
 # message holds WORDS, and nothing else is on stdout.
