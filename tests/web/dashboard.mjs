@@ -8,7 +8,8 @@
 // sign-in (a wrong key first), create an app, deploy it by dropping a .tar.gz and open its
 // URL, the live log of a second deploy, a failing deploy, a server restart under an open page,
 // a masked secret, rollback, the apps list (also at 375 px), a sandbox console, a file upload,
-// keys, injection attempts, the activity feed, and an expired session.
+// keys, injection attempts, the activity feed, every main page at 375 px, killing the sandbox,
+// and an expired session.
 //
 // Environment (CMakeLists.txt sets all three):
 //   KILN_BIN            the kiln binary
@@ -673,9 +674,14 @@ test('a minted key is shown once, works, and stops working when revoked', async 
   await page.getByRole('heading', { name: 'API keys' }).waitFor();
   const form = page.getByRole('form', { name: 'Mint a key' });
   await form.getByLabel('Name').fill('ci-e2e');
-  await form.getByRole('button', { name: 'Mint key' }).click();
+  // A double click mints one key, not two.
+  await form.getByRole('button', { name: 'Mint key' }).dblclick();
   const secretField = page.getByLabel('Secret of key ci-e2e');
   await secretField.waitFor();
+  await sleep(500); // a second POST, if the page sent one, has been answered
+  const minted = (await rest('GET', '/v1/keys?limit=100')).body.data
+    .filter((k) => k.name === 'ci-e2e');
+  assert.equal(minted.length, 1, `a double click minted ${minted.length} keys`);
   const secret = await secretField.inputValue();
   assert.match(secret, /^kiln_sk_/);
   assert.ok(await page.getByRole('button', { name: 'Copy' }).isVisible());
@@ -782,6 +788,45 @@ test('the activity feed lists what happened', async () => {
   assert.equal(await page.getByRole('button', { name: 'Load more' }).isVisible(), false,
                '"Load more" shows with no more events');
   await screenshot(page, 'activity');
+});
+
+test('every main page fits 375 px without scrolling sideways', async () => {
+  await page.setViewportSize({ width: 375, height: 812 });
+  try {
+    const pages = [
+      [`/apps/${kApp}`, page.getByRole('table', { name: 'Environment variables' }), 'app-375'],
+      ['/sandboxes', page.getByRole('table', { name: 'Sandboxes' }), null],
+      [`/sandboxes/${sandboxId}`, page.getByRole('region', { name: 'Files' }).getByRole('table'),
+       'sandbox-375'],
+      ['/templates', page.getByRole('table', { name: 'Templates' }), null],
+      ['/keys', page.getByRole('table', { name: 'API keys' }), null],
+      ['/activity', page.getByRole('list', { name: 'Activity' }), null],
+    ];
+    for (const [path, ready, shot] of pages) {
+      await page.goto(url + path);
+      await ready.waitFor();
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 375, `${path} scrolls sideways at 375 px (${width} px wide)`);
+      if (shot) {
+        await screenshot(page, shot);
+      }
+    }
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
+});
+
+test('killing a sandbox from its page ends its console and file browser', async () => {
+  await page.goto(`${url}/sandboxes/${sandboxId}`);
+  await page.getByRole('textbox', { name: 'Command' }).waitFor();
+  expectedConfirms.push(`Kill sandbox ${sandboxId}`);
+  await page.getByRole('button', { name: 'Kill' }).click();
+  const note = /nothing runs in it any more/;
+  await page.getByRole('region', { name: 'Console' }).getByText(note).waitFor();
+  await page.getByRole('region', { name: 'Files' }).getByText(note).waitFor();
+  assert.equal(await page.getByRole('textbox', { name: 'Command' }).count(), 0,
+               'the console of a killed sandbox still takes commands');
+  assert.equal((await rest('GET', `/v1/sandboxes/${sandboxId}`)).body?.data?.status, 'killed');
 });
 
 test('an expired session goes back to sign-in, not a blank page', async () => {

@@ -11,8 +11,10 @@ export type Attrs = Record<string, string | number | boolean | null | undefined 
 const kUrlAttributes = new Set(['href', 'src', 'action', 'formaction']);
 
 // Whether `url` is safe to put in a link: http:, https:, a path on this origin, or a fragment.
+// A path may not start with // or /\ (browsers read a backslash as a slash in http URLs), which
+// would name another host.
 export function isSafeUrl(url: string): boolean {
-  return /^(https?:\/\/|\/(?!\/)|#|\?)/i.test(url.trim());
+  return /^(https?:\/\/|\/(?![\/\\])|#|\?)/i.test(url.trim());
 }
 
 export function append(parent: Node, ...children: Child[]): void {
@@ -87,6 +89,29 @@ export function replace(parent: Node, ...children: Child[]): void {
   }
 }
 
+// Disables `buttons` (aria-busy) while `action` runs. A disabled button loses the focus, so
+// one that had it gets it back afterwards, when nothing else took it and it is still shown:
+// a keyboard user stays where they were.
+async function busyWhile(buttons: HTMLButtonElement[], action: () => Promise<unknown> | void): Promise<void> {
+  const focused = buttons.find((b) => b === document.activeElement);
+  for (const b of buttons) {
+    b.disabled = true;
+    b.setAttribute('aria-busy', 'true');
+  }
+  try {
+    await action();
+  } finally {
+    for (const b of buttons) {
+      b.disabled = false;
+      b.removeAttribute('aria-busy');
+    }
+    const now = document.activeElement;
+    if (focused && focused.isConnected && (!now || now === document.body)) {
+      focused.focus();
+    }
+  }
+}
+
 // A button that runs `action` once at a time: disabled, with aria-busy, while it runs.
 export function actionButton(
   label: string,
@@ -94,20 +119,33 @@ export function actionButton(
   attrs: Attrs = {},
 ): HTMLButtonElement {
   const button = h('button', { type: 'button', ...attrs }, label);
-  button.addEventListener('click', async () => {
-    if (button.disabled) {
-      return;
-    }
-    button.disabled = true;
-    button.setAttribute('aria-busy', 'true');
-    try {
-      await action();
-    } finally {
-      button.disabled = false;
-      button.removeAttribute('aria-busy');
+  button.addEventListener('click', () => {
+    if (!button.disabled) {
+      busyWhile([button], action);
     }
   });
   return button;
+}
+
+// Runs `action` when `form` is submitted, once at a time: its enabled submit buttons are
+// disabled while it runs, so a double click or a second Enter does not send it twice.
+export function onSubmit(form: HTMLFormElement, action: () => Promise<unknown> | void): void {
+  let running = false;
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (running) {
+      return;
+    }
+    running = true;
+    const buttons = Array.from(form.querySelectorAll<HTMLButtonElement>('button[type="submit"]')).filter(
+      (b) => !b.disabled,
+    );
+    try {
+      await busyWhile(buttons, action);
+    } finally {
+      running = false;
+    }
+  });
 }
 
 let nextId = 0;

@@ -9,7 +9,6 @@ export interface LogView {
   add(line: LogLine): void;
   clear(): void;
   setStatus(text: string): void;
-  count(): number;
 }
 
 export function logView(label: string, opts: { max?: number; empty?: string } = {}): LogView {
@@ -61,9 +60,6 @@ export function logView(label: string, opts: { max?: number; empty?: string } = 
     },
     setStatus(text: string) {
       status.textContent = text;
-    },
-    count() {
-      return lines;
     },
   };
 }

@@ -200,6 +200,9 @@ async function renderRoute(focus = true): Promise<void> {
       h('h1', null, 'Page not found'),
       h('p', null, 'Nothing lives at ', h('code', null, location.pathname), '. ', h('a', { href: '/apps' }, 'Go to your apps'), '.'),
     );
+    if (focus) {
+      main.focus({ preventScroll: true });
+    }
     return;
   }
   const ctx = makeContext(found.params);

@@ -12,6 +12,9 @@ export interface FollowHandlers {
   open?: () => void;
   events: Record<string, (data: unknown) => void>;
   state?: (state: StreamState) => void;
+  // Called when the server ends the stream with an `error` event (the operation failed, e.g.
+  // the deployment or app is gone); the stream is closed, as a new one would fail the same way.
+  failed?: (error: ApiError) => void;
 }
 
 export interface Stream {
@@ -24,6 +27,18 @@ function parse(data: string): unknown {
   } catch {
     return data;
   }
+}
+
+// The ApiError of a stream's `error` event (data: the API's error envelope).
+export function streamError(data: unknown): ApiError {
+  const e = (data as { error?: Record<string, unknown> } | null)?.error ?? {};
+  return new ApiError(
+    0,
+    String(e.code ?? 'STREAM_ERROR'),
+    String(e.message ?? 'the stream ended with an error'),
+    String(e.hint ?? ''),
+    String(e.requestId ?? ''),
+  );
 }
 
 // Follows the SSE stream at `url` until close(). EventSource retries by itself after a
@@ -48,8 +63,15 @@ export function follow(url: string, handlers: FollowHandlers): Stream {
       setState('open');
       handlers.open?.();
     };
-    source.onerror = () => {
+    source.onerror = (event) => {
       if (closed || !source) {
+        return;
+      }
+      // The server's own `event: error` arrives here too (same event name), as a message.
+      if (event instanceof MessageEvent) {
+        const error = streamError(parse(event.data));
+        stream.close();
+        handlers.failed?.(error);
         return;
       }
       if (source.readyState === EventSource.CLOSED) {
@@ -77,10 +99,11 @@ export function follow(url: string, handlers: FollowHandlers): Stream {
     }
   };
 
-  setState('connecting');
-  connect();
-  return {
+  const stream: Stream = {
     close() {
+      if (closed) {
+        return;
+      }
       closed = true;
       window.clearTimeout(retryTimer);
       source?.close();
@@ -88,6 +111,9 @@ export function follow(url: string, handlers: FollowHandlers): Stream {
       setState('closed');
     },
   };
+  setState('connecting');
+  connect();
+  return stream;
 }
 
 // POSTs `body` asking for an SSE answer and calls `onEvent` for each event until the stream

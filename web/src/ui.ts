@@ -59,6 +59,28 @@ export function notify(message: string, kind: 'ok' | 'error' = 'ok'): void {
   window.setTimeout(() => el.remove(), kind === 'error' ? 8000 : 4000);
 }
 
+// An error as a notice: the message and what to do (hint).
+export function notifyError(e: unknown): void {
+  const { message, hint } = errorMessage(e);
+  notify(hint ? `${message} — ${hint}` : message, 'error');
+}
+
+// A secret shown once (a minted key, a share link) in a read-only field, with a Copy button.
+export function copyRow(label: string, value: string): { el: HTMLElement; input: HTMLInputElement } {
+  const input = h('input', { readonly: true, value, class: 'mono secret-field', 'aria-label': label });
+  const copy = h('button', { type: 'button' }, 'Copy');
+  copy.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(value);
+      copy.textContent = 'Copied';
+    } catch {
+      input.select();
+      copy.textContent = 'Press Ctrl+C';
+    }
+  });
+  return { el: h('div', { class: 'copy-row' }, input, copy), input };
+}
+
 export function section(title: string, ...children: Child[]): HTMLElement {
   const id = `s-${title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
   return h(

@@ -2,10 +2,10 @@
 // domains with the DNS records each needs.
 
 import { del, get, patch, post, put, seg } from '../api';
-import { actionButton, field, h, replace } from '../dom';
+import { actionButton, field, h, onSubmit, replace } from '../dom';
 import { badge, timeEl } from '../format';
 import type { App } from '../types';
-import { empty, errorBox, notify, outcome, table } from '../ui';
+import { copyRow, empty, errorBox, notify, notifyError, outcome, table } from '../ui';
 
 interface AccessToken {
   id: string;
@@ -26,32 +26,22 @@ interface Domain {
   certificate?: { source?: string; status?: string; error?: string | null };
 }
 
-function copyRow(label: string, value: string): HTMLElement {
-  const input = h('input', { readonly: true, value, class: 'mono secret-field', 'aria-label': label });
-  const copy = h('button', { type: 'button' }, 'Copy');
-  copy.addEventListener('click', async () => {
-    try {
-      await navigator.clipboard.writeText(value);
-      copy.textContent = 'Copied';
-    } catch {
-      input.select();
-      copy.textContent = 'Press Ctrl+C';
-    }
-  });
-  return h('div', { class: 'copy-row' }, input, copy);
-}
-
-export function accessPanel(app: App, onChange: () => void): HTMLElement {
-  const base = `/v1/apps/${seg(app.name)}`;
-
-  // ---- Policy ----
-  const policy = h(
+// The choice of who can open an app (the create form and the access panel).
+export function accessPolicySelect(): HTMLSelectElement {
+  return h(
     'select',
     { name: 'accessPolicy' },
     h('option', { value: 'public' }, 'public'),
     h('option', { value: 'workspace' }, 'workspace members'),
     h('option', { value: 'token' }, 'token holders'),
   );
+}
+
+export function accessPanel(app: App, onChange: () => void): HTMLElement {
+  const base = `/v1/apps/${seg(app.name)}`;
+
+  // ---- Policy ----
+  const policy = accessPolicySelect();
   policy.value = app.accessPolicy;
   const policyResult = outcome();
   const policyForm = h(
@@ -61,8 +51,7 @@ export function accessPanel(app: App, onChange: () => void): HTMLElement {
     h('div', { class: 'form-actions' }, h('button', { type: 'submit' }, 'Save')),
     policyResult,
   );
-  policyForm.addEventListener('submit', async (e) => {
-    e.preventDefault();
+  onSubmit(policyForm, async () => {
     try {
       await patch(base, { accessPolicy: policy.value });
       policyResult.clear();
@@ -76,6 +65,11 @@ export function accessPanel(app: App, onChange: () => void): HTMLElement {
   // ---- Share links and tokens ----
   const tokens = h('div');
   const minted = h('div', { 'aria-live': 'polite' });
+  // The box goes with the focus in it (its Done button): the focus goes back to the form.
+  const closeMinted = () => {
+    replace(minted);
+    kind.focus();
+  };
   const loadTokens = async () => {
     try {
       const data = await get<{ tokens: AccessToken[] }>(`${base}/access-tokens`);
@@ -100,7 +94,7 @@ export function accessPanel(app: App, onChange: () => void): HTMLElement {
                       notify('Revoked');
                       await loadTokens();
                     } catch (err) {
-                      notify(err instanceof Error ? err.message : String(err), 'error');
+                      notifyError(err);
                     }
                   },
                   { class: 'small danger', 'aria-label': `Revoke ${t.kind} ${t.prefix}` },
@@ -132,8 +126,7 @@ export function accessPanel(app: App, onChange: () => void): HTMLElement {
     h('div', { class: 'form-actions' }, h('button', { type: 'submit' }, 'Create')),
     tokenResult,
   );
-  tokenForm.addEventListener('submit', async (e) => {
-    e.preventDefault();
+  onSubmit(tokenForm, async () => {
     try {
       const t = await post<AccessToken>(`${base}/access-tokens`, { kind: kind.value, ttlSeconds: Number(ttl.value) });
       tokenResult.clear();
@@ -143,9 +136,9 @@ export function accessPanel(app: App, onChange: () => void): HTMLElement {
           'div',
           { class: 'info-box' },
           h('p', null, h('strong', null, t.kind === 'share-url' ? 'Share link created.' : 'Token created.'), ' Copy it now: it is shown only once.'),
-          t.kind === 'share-url' && t.url ? copyRow('Share link', t.url) : copyRow('Bearer token', t.token ?? ''),
+          (t.kind === 'share-url' && t.url ? copyRow('Share link', t.url) : copyRow('Bearer token', t.token ?? '')).el,
           t.note ? h('p', { class: 'hint' }, t.note) : null,
-          h('button', { type: 'button', class: 'small', onclick: () => replace(minted) }, 'Done'),
+          h('button', { type: 'button', class: 'small', onclick: () => closeMinted() }, 'Done'),
         ),
       );
       await loadTokens();
@@ -181,13 +174,16 @@ export function accessPanel(app: App, onChange: () => void): HTMLElement {
       note ? h('p', { class: 'hint' }, note) : null,
     );
   };
-  const setDomains = async (list: string[]) => {
+  // Answers whether the server took the list.
+  const setDomains = async (list: string[]): Promise<boolean> => {
     try {
       const data = await put<{ domains: Domain[]; note?: string }>(`${base}/domains`, { domains: list });
       domainResult.clear();
       renderDomains(data.domains ?? [], data.note);
+      return true;
     } catch (err) {
       domainResult.show(errorBox(err));
+      return false;
     }
   };
   const loadDomains = async () => {
@@ -206,14 +202,15 @@ export function accessPanel(app: App, onChange: () => void): HTMLElement {
     h('div', { class: 'form-actions' }, h('button', { type: 'submit' }, 'Add domain')),
     domainResult,
   );
-  domainForm.addEventListener('submit', async (e) => {
-    e.preventDefault();
+  onSubmit(domainForm, async () => {
     const d = domainInput.value.trim().toLowerCase();
     if (!d) {
       return;
     }
-    await setDomains([...current.filter((x) => x !== d), d]);
-    domainInput.value = '';
+    // What was typed stays when the server refused it, to be corrected.
+    if (await setDomains([...current.filter((x) => x !== d), d])) {
+      domainInput.value = '';
+    }
   });
 
   loadTokens();

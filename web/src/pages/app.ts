@@ -3,16 +3,16 @@
 // rollback, runtime logs (followed), environment variables, and delete.
 
 import { ApiError, del, get, list, patch, post, seg } from '../api';
-import { actionButton, field, h, replace } from '../dom';
+import { actionButton, field, h, onSubmit, replace } from '../dom';
 import { badge, bytes, duration, shortId, timeEl } from '../format';
 import { logView } from '../logview';
 import { navigate, type PageContext } from '../router';
 import { follow, type Stream } from '../sse';
 import type { App, Deployment, LogLine } from '../types';
-import { empty, errorBox, every, notify, outcome, section, table } from '../ui';
+import { empty, errorBox, every, notify, notifyError, outcome, section, table } from '../ui';
 import { urlLink } from './apps';
 import { deployPanel, forwardDrops } from './deploy';
-import { deploymentView, isRunning, sourceText, type DeploymentView } from './deployment';
+import { deploymentView, sourceText, type DeploymentView } from './deployment';
 import { envEditor } from './env';
 import { accessPanel } from './access';
 import { statsPanel } from '../charts';
@@ -139,7 +139,7 @@ export async function appPage(ctx: PageContext): Promise<Node> {
       onDeployed(back);
       await refresh();
     } catch (e) {
-      notify(e instanceof ApiError ? `${e.message}${e.hint ? ` — ${e.hint}` : ''}` : String(e), 'error');
+      notifyError(e);
     }
   };
 
@@ -244,7 +244,9 @@ export async function appPage(ctx: PageContext): Promise<Node> {
   // ---- Runtime logs ----
   const runtimeLog = logView(`Runtime log of ${app.name}`, { empty: 'The app has not written anything yet.' });
   let runtimeStream: Stream | null = null;
-  const followButton = h('button', { type: 'button', 'aria-pressed': 'false' }, 'Follow');
+  // The button names what it does (Follow / Pause); a toggle whose name changes must not be
+  // aria-pressed too ("Pause, pressed" reads as the opposite of what happens).
+  const followButton = h('button', { type: 'button' }, 'Follow');
   const startRuntime = () => {
     runtimeStream = follow(`${base}/logs?follow=true&lines=200`, {
       open: () => runtimeLog.clear(),
@@ -257,15 +259,24 @@ export async function appPage(ctx: PageContext): Promise<Node> {
           runtimeLog.setStatus('Paused.');
         }
       },
-      events: { log: (d) => runtimeLog.add(d as LogLine) },
+      failed: (e) => {
+        stopRuntime();
+        runtimeLog.setStatus(`The log stream failed: ${e.message}`);
+      },
+      events: {
+        log: (d) => runtimeLog.add(d as LogLine),
+        // Sent only when the app is gone: reconnecting would replay nothing, again and again.
+        end: () => {
+          stopRuntime();
+          runtimeLog.setStatus('The log stream ended.');
+        },
+      },
     });
-    followButton.setAttribute('aria-pressed', 'true');
     followButton.textContent = 'Pause';
   };
   const stopRuntime = () => {
     runtimeStream?.close();
     runtimeStream = null;
-    followButton.setAttribute('aria-pressed', 'false');
     followButton.textContent = 'Follow';
   };
   followButton.addEventListener('click', () => (runtimeStream ? stopRuntime() : startRuntime()));
@@ -284,8 +295,7 @@ export async function appPage(ctx: PageContext): Promise<Node> {
     h('div', { class: 'form-actions' }, h('button', { type: 'submit' }, 'Resize')),
     resizeResult,
   );
-  resizeForm.addEventListener('submit', async (e) => {
-    e.preventDefault();
+  onSubmit(resizeForm, async () => {
     try {
       await patch(`${base}/resources`, { memoryMb: Number(memory.value), cpus: Number(cpus.value) });
       resizeResult.clear();
@@ -311,19 +321,16 @@ export async function appPage(ctx: PageContext): Promise<Node> {
     h('div', { class: 'form-actions' }, deleteButton),
     deleteResult,
   );
-  deleteForm.addEventListener('submit', async (e) => {
-    e.preventDefault();
+  onSubmit(deleteForm, async () => {
     if (confirmInput.value !== app.name) {
       return;
     }
-    deleteButton.disabled = true;
     try {
       await del(base, { query: { confirm: confirmInput.value } });
       notify(`Deleted ${app.name}`);
       navigate('/apps');
     } catch (err) {
       deleteResult.show(errorBox(err));
-      deleteButton.disabled = false;
     }
   });
 
@@ -331,9 +338,11 @@ export async function appPage(ctx: PageContext): Promise<Node> {
   env.load();
 
   render();
+  // While the deployment shown is followed live, its stream refreshes the page when it ends.
+  // Any other time the page polls, also while a deployment runs that is not the one shown (a
+  // pinned older one is shown, or a deploy started elsewhere): nothing else would notice it end.
   every(5000, async () => {
-    const running = deployments.some((d) => isRunning(d.status));
-    if (!running) {
+    if (!current?.following()) {
       await refresh();
     }
   }, ctx.onDispose);

@@ -1,11 +1,12 @@
 // Apps: the list (status, URL, release serving now, last deploy) and the create form.
 
 import { list, post, type Page } from '../api';
-import { field, h, replace } from '../dom';
+import { field, h, onSubmit, replace } from '../dom';
 import { badge, shortId, timeEl } from '../format';
 import { navigate, type PageContext } from '../router';
 import { empty, errorBox, every, outcome, section, table } from '../ui';
 import type { App } from '../types';
+import { accessPolicySelect } from './access';
 
 export function appLink(name: string): string {
   return `/apps/${encodeURIComponent(name)}`;
@@ -47,13 +48,7 @@ function createForm(): HTMLElement {
     placeholder: 'my-app',
   });
   const port = h('input', { name: 'port', type: 'number', min: '1', max: '65535', value: '3000', inputmode: 'numeric' });
-  const access = h(
-    'select',
-    { name: 'accessPolicy' },
-    h('option', { value: 'public' }, 'public'),
-    h('option', { value: 'workspace' }, 'workspace members'),
-    h('option', { value: 'token' }, 'token holders'),
-  );
+  const access = accessPolicySelect();
   const result = outcome();
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Create app');
   const form = h(
@@ -65,9 +60,7 @@ function createForm(): HTMLElement {
     h('div', { class: 'form-actions' }, submit),
     result,
   );
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    submit.disabled = true;
+  onSubmit(form, async () => {
     try {
       const app = await post<App>('/v1/apps', {
         name: name.value.trim(),
@@ -77,8 +70,6 @@ function createForm(): HTMLElement {
       navigate(appLink(app.name));
     } catch (e) {
       result.show(errorBox(e));
-    } finally {
-      submit.disabled = false;
     }
   });
   return form;

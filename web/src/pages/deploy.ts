@@ -2,7 +2,7 @@
 // a starter or a git repository. Uploads go as multipart/form-data with a `source` part.
 
 import { post, seg } from '../api';
-import { field, h } from '../dom';
+import { field, h, onSubmit } from '../dom';
 import { bytes } from '../format';
 import { readEntry, skipped, stripTop, tarGz, type PackFile } from '../tar';
 import type { Deployment } from '../types';
@@ -130,8 +130,7 @@ export function deployPanel(appName: string, onDeployed: (dep: Deployment) => vo
     field('Ref', ref, 'branch, tag or commit (default: the default branch)'),
     h('div', { class: 'form-actions' }, submit),
   );
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
+  onSubmit(form, async () => {
     let source: unknown;
     if (repo.value.trim()) {
       source = { git: { repo: repo.value.trim(), ...(ref.value.trim() ? { ref: ref.value.trim() } : {}) } };
@@ -141,15 +140,12 @@ export function deployPanel(appName: string, onDeployed: (dep: Deployment) => vo
       result.show(errorBox(new Error('Pick a starter or enter a git repository.')));
       return;
     }
-    submit.disabled = true;
     try {
       const dep = await post<Deployment>(base, { source });
       result.clear();
       onDeployed(dep);
     } catch (err) {
       result.show(errorBox(err));
-    } finally {
-      submit.disabled = false;
     }
   });
 

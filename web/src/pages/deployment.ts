@@ -7,7 +7,7 @@ import { badge, duration, shortId, timeEl } from '../format';
 import { logView } from '../logview';
 import { follow, type Stream } from '../sse';
 import type { Deployment, LogLine, Step } from '../types';
-import { errorBox, notify } from '../ui';
+import { errorBox, notify, notifyError } from '../ui';
 
 export function isRunning(status: string): boolean {
   return status === 'queued' || status === 'building' || status === 'deploying';
@@ -65,6 +65,8 @@ function endText(dep: Deployment): string {
 export interface DeploymentView {
   el: HTMLElement;
   id: string;
+  // Whether it follows the deployment live (it runs; onEnd is still to come).
+  following(): boolean;
   dispose(): void;
 }
 
@@ -110,7 +112,7 @@ export function deploymentView(initial: Deployment, onEnd: (dep: Deployment) => 
               await post(`/v1/deployments/${seg(dep.id)}/cancel`);
               notify('Cancelling the deployment');
             } catch (e) {
-              notify(e instanceof Error ? e.message : String(e), 'error');
+              notifyError(e);
             }
           }, { class: 'danger' })
         : null,
@@ -144,6 +146,11 @@ export function deploymentView(initial: Deployment, onEnd: (dep: Deployment) => 
         } else if (s === 'reconnecting') {
           log.setStatus('Connection lost; reconnecting…');
         }
+      },
+      failed: (e) => {
+        stream = null;
+        log.setStatus(`The log stream failed: ${e.message}`);
+        onEnd(dep);
       },
       events: {
         log: (d) => addLine(d as LogLine),
@@ -182,6 +189,7 @@ export function deploymentView(initial: Deployment, onEnd: (dep: Deployment) => 
   return {
     el,
     id: dep.id,
+    following: () => stream !== null,
     dispose() {
       disposed = true;
       stream?.close();

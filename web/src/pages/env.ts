@@ -3,10 +3,10 @@
 // change one, remove one.
 
 import { del, get, post, put, seg } from '../api';
-import { actionButton, checkbox, field, h, replace } from '../dom';
+import { actionButton, checkbox, field, h, onSubmit, replace } from '../dom';
 import { timeEl } from '../format';
 import type { Env, EnvVar } from '../types';
-import { empty, errorBox, notify, outcome, table } from '../ui';
+import { empty, errorBox, notify, notifyError, outcome, table } from '../ui';
 
 const kKeyPattern = /^[A-Z_][A-Z0-9_]*$/;
 
@@ -114,7 +114,7 @@ export function envEditor(appName: string): { el: HTMLElement; load(): Promise<v
                       notify(`Removed ${v.key}`);
                       await load();
                     } catch (e) {
-                      notify(e instanceof Error ? e.message : String(e), 'error');
+                      notifyError(e);
                     }
                   },
                   { class: 'small danger', 'aria-label': `Remove ${v.key}` },
@@ -135,15 +135,13 @@ export function envEditor(appName: string): { el: HTMLElement; load(): Promise<v
     }
   };
 
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
+  onSubmit(form, async () => {
     const k = key.value.trim();
     if (!kKeyPattern.test(k)) {
       result.show(errorBox(new Error(`${k || 'The key'} is not a valid name: use capital letters, digits and _, not starting with a digit.`)));
       key.focus();
       return;
     }
-    submit.disabled = true;
     try {
       const env = await put<Env>(base, {
         vars: { [k]: value.value },
@@ -161,8 +159,6 @@ export function envEditor(appName: string): { el: HTMLElement; load(): Promise<v
       showRestartNote(env);
     } catch (e) {
       result.show(errorBox(e));
-    } finally {
-      submit.disabled = false;
     }
   });
 

@@ -2,11 +2,11 @@
 // and revoke.
 
 import { del, list, post, seg } from '../api';
-import { actionButton, checkbox, field, h, replace } from '../dom';
+import { actionButton, checkbox, field, h, onSubmit, replace } from '../dom';
 import { badge, timeEl } from '../format';
 import type { PageContext } from '../router';
 import type { Key } from '../types';
-import { empty, errorBox, notify, outcome, section, table } from '../ui';
+import { copyRow, empty, errorBox, notify, notifyError, outcome, section, table } from '../ui';
 
 const kScopes = ['read', 'write', 'exec', 'admin'];
 
@@ -41,7 +41,7 @@ export async function keysPage(ctx: PageContext): Promise<Node> {
                         notify(`Revoked ${k.name}`);
                         await load();
                       } catch (e) {
-                        notify(e instanceof Error ? e.message : String(e), 'error');
+                        notifyError(e);
                       }
                     },
                     { class: 'small danger', 'aria-label': `Revoke key ${k.name}` },
@@ -71,8 +71,7 @@ export async function keysPage(ctx: PageContext): Promise<Node> {
     h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'primary' }, 'Mint key')),
     result,
   );
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
+  onSubmit(form, async () => {
     try {
       const key = await post<Key>('/v1/keys', {
         name: name.value.trim(),
@@ -80,29 +79,27 @@ export async function keysPage(ctx: PageContext): Promise<Node> {
       });
       result.clear();
       name.value = '';
-      const secret = h('input', { readonly: true, value: key.secret ?? '', class: 'mono secret-field', 'aria-label': `Secret of key ${key.name}` });
-      const copy = h('button', { type: 'button' }, 'Copy');
-      copy.addEventListener('click', async () => {
-        try {
-          await navigator.clipboard.writeText(secret.value);
-          copy.textContent = 'Copied';
-        } catch {
-          secret.select();
-          copy.textContent = 'Press Ctrl+C';
-        }
-      });
+      const secret = copyRow(`Secret of key ${key.name}`, key.secret ?? '');
       replace(
         minted,
         h(
           'div',
           { class: 'info-box' },
           h('p', null, h('strong', null, `Key ${key.name} minted.`), ' Copy it now: it is shown only once.'),
-          h('div', { class: 'copy-row' }, secret, copy),
-          h('button', { type: 'button', class: 'small', onclick: () => replace(minted) }, 'Done'),
+          secret.el,
+          // The box goes with the focus in it: the focus goes back to the form.
+          h('button', {
+            type: 'button',
+            class: 'small',
+            onclick: () => {
+              replace(minted);
+              name.focus();
+            },
+          }, 'Done'),
         ),
       );
-      secret.focus();
-      secret.select();
+      secret.input.focus();
+      secret.input.select();
       await load();
     } catch (err) {
       result.show(errorBox(err));

@@ -2,10 +2,10 @@
 // (pause, resume, extend, kill), an exec console and a file browser.
 
 import { ApiError, del, get, list, post, send, seg } from '../api';
-import { actionButton, field, h, replace } from '../dom';
+import { actionButton, field, h, onSubmit, replace } from '../dom';
 import { ago, badge, bytes, timeEl } from '../format';
 import { navigate, type PageContext } from '../router';
-import { postStream } from '../sse';
+import { postStream, streamError } from '../sse';
 import type { FileEntry, Sandbox, Template } from '../types';
 import { empty, errorBox, every, notify, outcome, section, table } from '../ui';
 
@@ -126,10 +126,7 @@ export async function sandboxesPage(ctx: PageContext): Promise<Node> {
     h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'primary' }, 'Create sandbox')),
     result,
   );
-  create.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    const button = create.querySelector('button') as HTMLButtonElement;
-    button.disabled = true;
+  onSubmit(create, async () => {
     result.show(h('p', { class: 'info', role: 'status' }, 'Starting…'));
     try {
       const sbx = await post<Sandbox>('/v1/sandboxes', {
@@ -141,8 +138,6 @@ export async function sandboxesPage(ctx: PageContext): Promise<Node> {
       navigate(sandboxLink(sbx.id));
     } catch (err) {
       result.show(errorBox(err));
-    } finally {
-      button.disabled = false;
     }
   });
 
@@ -158,7 +153,8 @@ export async function sandboxesPage(ctx: PageContext): Promise<Node> {
 
 // ---- One sandbox ----
 
-function execConsole(base: string): HTMLElement {
+// Commands stop streaming when `signal` aborts (the page is left, or the sandbox ended).
+function execConsole(base: string, signal: AbortSignal): HTMLElement {
   const output = h('div', { class: 'log console', role: 'log', 'aria-live': 'polite', 'aria-label': 'Console output', tabindex: '0' });
   const command = h('input', {
     name: 'command',
@@ -209,16 +205,26 @@ function execConsole(base: string): HTMLElement {
     command.value = '';
     run.disabled = true;
     print(`$ ${text}\n`, 'console-cmd');
+    let ended = false;
     try {
       await postStream(`${base}/exec`, { command: text }, (name, data) => {
         const d = data as { data?: string; exitCode?: number; durationMs?: number; timedOut?: boolean; truncated?: boolean };
         if (name === 'stdout' || name === 'stderr') {
           print(d.data ?? '', name === 'stderr' ? 'log-stderr' : 'console-out');
         } else if (name === 'exit') {
+          ended = true;
           const notes = [d.timedOut ? 'timed out' : '', d.truncated ? 'output truncated' : ''].filter(Boolean).join(', ');
           print(`[exit ${d.exitCode ?? '?'} · ${d.durationMs ?? 0} ms${notes ? ` · ${notes}` : ''}]\n`, d.exitCode === 0 ? 'console-exit' : 'console-exit console-fail');
+        } else if (name === 'error') {
+          // The exec failed after its stream began (the sandbox was killed under it, say).
+          ended = true;
+          const e = streamError(data);
+          print(`error: ${e.message}${e.hint ? ` (${e.hint})` : ''}\n`, 'log-stderr');
         }
-      });
+      }, { signal });
+      if (!ended) {
+        print('[the connection ended before the command did]\n', 'console-exit console-fail');
+      }
     } catch (err) {
       const msg = err instanceof ApiError ? `${err.message}${err.hint ? ` (${err.hint})` : ''}` : String(err);
       print(`error: ${msg}\n`, 'log-stderr');
@@ -270,9 +276,16 @@ function fileBrowser(base: string): { el: HTMLElement; load(path: string): Promi
     }
   };
 
+  // Folders opened quickly one after another answer in any order: only the last one asked
+  // for is shown.
+  let asked = 0;
   const load = async (path: string) => {
+    const mine = ++asked;
     try {
       const data = await get<{ path: string; entries: FileEntry[] }>(`${base}/files/list`, { query: { path, depth: 1 } });
+      if (mine !== asked) {
+        return;
+      }
       dir = data.path || path;
       pathInput.value = dir;
       const entries = [...(data.entries ?? [])].sort((a, b) =>
@@ -317,15 +330,14 @@ function fileBrowser(base: string): { el: HTMLElement; load(path: string): Promi
         entries.length === 0 ? empty('This folder is empty.') : null,
       );
     } catch (e) {
-      replace(listing, errorBox(e));
+      if (mine === asked) {
+        replace(listing, errorBox(e));
+      }
     }
   };
 
   const go = h('form', { class: 'path-form', 'aria-label': 'Go to a folder' }, field('Folder', pathInput), h('button', { type: 'submit' }, 'Open'));
-  go.addEventListener('submit', (e) => {
-    e.preventDefault();
-    load(pathInput.value.trim() || '/');
-  });
+  onSubmit(go, () => load(pathInput.value.trim() || '/'));
 
   const upload = h('input', { type: 'file', multiple: true, class: 'file-input' });
   upload.addEventListener('change', async () => {
@@ -359,6 +371,9 @@ export async function sandboxPage(ctx: PageContext): Promise<Node> {
   const id = ctx.params.id;
   const base = `/v1/sandboxes/${seg(id)}`;
   let sbx = await get<Sandbox>(base);
+  if (ctx.disposed) {
+    return h('div');
+  }
   document.title = `${sbx.id} · Kiln`;
   const facts = h('div');
   const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'Lifecycle' });
@@ -381,6 +396,26 @@ export async function sandboxPage(ctx: PageContext): Promise<Node> {
     await refresh().catch(() => {});
   };
   const live = () => sbx.status === 'running' || sbx.status === 'paused';
+
+  // The console and the files, while the sandbox lives. When it ends (killed here or
+  // elsewhere, expired), they give way to a note and a command still streaming stops.
+  const wasLive = live();
+  const stop = new AbortController();
+  ctx.onDispose(() => stop.abort());
+  const files = fileBrowser(base);
+  const consoleHolder = h('div', null, execConsole(base, stop.signal));
+  const filesHolder = h('div', null, files.el);
+  let ended = !wasLive;
+  const showEnded = () => {
+    if (ended || live()) {
+      return;
+    }
+    ended = true;
+    stop.abort();
+    const note = `The sandbox is ${sbx.status}: nothing runs in it any more.`;
+    replace(consoleHolder, empty(note));
+    replace(filesHolder, empty(note));
+  };
 
   const render = () => {
     const u = sbx.usage;
@@ -422,12 +457,11 @@ export async function sandboxPage(ctx: PageContext): Promise<Node> {
           )
         : null,
     );
+    showEnded();
   };
   render();
   every(5000, refresh, ctx.onDispose);
-
-  const files = fileBrowser(base);
-  if (live()) {
+  if (wasLive) {
     files.load('/root');
   }
 
@@ -438,7 +472,7 @@ export async function sandboxPage(ctx: PageContext): Promise<Node> {
     h('div', { class: 'page-head' }, h('h1', { class: 'mono' }, sbx.id), actions),
     result,
     section('Overview', facts),
-    live() ? section('Console', execConsole(base)) : null,
-    live() ? section('Files', files.el) : null,
+    wasLive ? section('Console', consoleHolder) : null,
+    wasLive ? section('Files', filesHolder) : null,
   );
 }

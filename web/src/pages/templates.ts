@@ -1,13 +1,13 @@
 // Templates: the list with status and size, a build form, and a build's live log.
 
 import { del, list, post, seg } from '../api';
-import { actionButton, field, h, replace } from '../dom';
+import { actionButton, field, h, onSubmit, replace } from '../dom';
 import { badge, bytes, timeEl } from '../format';
 import { logView } from '../logview';
 import type { PageContext } from '../router';
 import { follow, type Stream } from '../sse';
 import type { LogLine, Template } from '../types';
-import { empty, errorBox, every, notify, outcome, section, table } from '../ui';
+import { empty, errorBox, every, notify, notifyError, outcome, section, table } from '../ui';
 
 export async function templatesPage(ctx: PageContext): Promise<Node> {
   document.title = 'Templates · Kiln';
@@ -27,6 +27,10 @@ export async function templatesPage(ctx: PageContext): Promise<Node> {
     stream = follow(`/v1/templates/${seg(name)}/logs?follow=true`, {
       open: () => log.clear(),
       state: (s) => log.setStatus(s === 'reconnecting' ? 'Connection lost; reconnecting…' : s === 'open' ? 'Following the build.' : ''),
+      failed: (e) => {
+        stream = null;
+        log.setStatus(`The log stream failed: ${e.message}`);
+      },
       events: {
         line: onLine,
         end: (d) => {
@@ -72,7 +76,7 @@ export async function templatesPage(ctx: PageContext): Promise<Node> {
                           notify(`Deleted ${t.name}`);
                           await load();
                         } catch (e) {
-                          notify(e instanceof Error ? e.message : String(e), 'error');
+                          notifyError(e);
                         }
                       },
                       { class: 'small danger', 'aria-label': `Delete template ${t.name}` },
@@ -105,8 +109,7 @@ export async function templatesPage(ctx: PageContext): Promise<Node> {
     h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'primary' }, 'Build template')),
     result,
   );
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
+  onSubmit(form, async () => {
     try {
       const t = await post<Template>('/v1/templates', {
         name: name.value.trim(),
