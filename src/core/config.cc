@@ -218,7 +218,9 @@ std::string KnownSections() {
     if (!out.empty()) {
       out += ", ";
     }
-    out += "[" + std::string(s) + "]";
+    out += '[';  // not "[" + std::string(s) + "]": GCC 12 -O3 warns (-Wrestrict, a false alarm)
+    out += s;
+    out += ']';
   }
   return out;
 }
