@@ -419,9 +419,20 @@ test('dropping a .tar.gz of examples/hello deploys it; its URL opens the app', a
     dt.items.add(new File([raw], 'hello.tar.gz', { type: 'application/gzip' }));
     return dt;
   }, bytes);
+  const posts = [];
+  const countPosts = (r) => {
+    if (r.method() === 'POST' && r.url().endsWith(`/v1/apps/${kApp}/deployments`)) {
+      posts.push(r.url());
+    }
+  };
+  page.on('request', countPosts);
+  // Dropped twice in a row (an impatient user): one deployment, and the second drop says why.
+  await page.getByTestId('dropzone').dispatchEvent('drop', { dataTransfer });
   await page.getByTestId('dropzone').dispatchEvent('drop', { dataTransfer });
   const res = await answer;
   assert.equal(res.status(), 202, await res.text());
+  page.off('request', countPosts);
+  assert.equal(posts.length, 1, 'a second drop while the first uploads starts no second deploy');
   const dep = (await res.json()).data;
   assert.equal(dep.source?.type, 'upload', JSON.stringify(dep));
   Object.assign(firstDeployment, dep);

@@ -128,7 +128,7 @@ export function statsPanel(name: string, onDispose: (f: () => void) => void): St
     const hasErrors = list.some(({ p }) => p.errors > 0);
     const requestSeries: Series[] = [{ label: 'requests', cls: 'chart-line', points: pick(list, (p) => p.rps) }];
     if (hasErrors) {
-      requestSeries.push({ label: '5xx', cls: 'chart-line-bad', points: pick(list, (p) => p.errors / p.seconds) });
+      requestSeries.push({ label: '5xx', cls: 'chart-line-bad', points: pick(list, (p) => (p.seconds > 0 ? p.errors / p.seconds : null)) });
     }
     const limit = pick(list, (p) => (p.memoryLimitBytes === null ? null : p.memoryLimitBytes / 1048576));
     replace(

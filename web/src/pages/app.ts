@@ -95,7 +95,7 @@ export async function appPage(ctx: PageContext): Promise<Node> {
     } catch (e) {
       actionResult.show(errorBox(e));
     }
-    await refresh().catch(() => {});
+    await Promise.all([refresh().catch(() => {}), plots.update().catch(() => {})]);
   };
 
   const onDeployed = (dep: Deployment) => {

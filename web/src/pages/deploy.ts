@@ -12,7 +12,7 @@ export function deployPanel(appName: string, onDeployed: (dep: Deployment) => vo
   const base = `/v1/apps/${seg(appName)}/deployments`;
   const result = outcome();
 
-  const upload = async (archive: Blob, label: string) => {
+  const send = async (archive: Blob, label: string) => {
     result.show(h('p', { class: 'info', role: 'status' }, `Uploading ${label} (${bytes(archive.size)})…`));
     const form = new FormData();
     form.append('source', archive, 'source.tar.gz');
@@ -25,7 +25,7 @@ export function deployPanel(appName: string, onDeployed: (dep: Deployment) => vo
     }
   };
 
-  const deployFiles = async (files: PackFile[], label: string) => {
+  const packAndSend = async (files: PackFile[], label: string) => {
     const kept = files.filter((f) => f.path && !skipped(f.path));
     if (kept.length === 0) {
       result.show(errorBox(new Error(`${label} has no files to deploy.`)));
@@ -33,11 +33,28 @@ export function deployPanel(appName: string, onDeployed: (dep: Deployment) => vo
     }
     result.show(h('p', { class: 'info', role: 'status' }, `Packing ${kept.length} files…`));
     try {
-      await upload(await tarGz(kept), `${label} (${kept.length} files)`);
+      await send(await tarGz(kept), `${label} (${kept.length} files)`);
     } catch (e) {
       result.show(errorBox(e));
     }
   };
+
+  // One upload at a time: a second drop while one is on its way would start a second deploy.
+  let busy = false;
+  const once = async (work: () => Promise<void>) => {
+    if (busy) {
+      result.show(errorBox(new Error('An upload is still on its way: wait until its deployment starts, then drop again.')));
+      return;
+    }
+    busy = true;
+    try {
+      await work();
+    } finally {
+      busy = false;
+    }
+  };
+  const upload = (archive: Blob, label: string) => once(() => send(archive, label));
+  const deployFiles = (files: PackFile[], label: string) => once(() => packAndSend(files, label));
 
   const isArchive = (f: File) => /\.(tar\.gz|tgz)$/i.test(f.name);
 
