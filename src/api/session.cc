@@ -184,7 +184,15 @@ void Api::Impl::Session(Api& api, int route, const http::Request& req,
   }
 
   if (route == session_delete) {
-    // Signed out whatever the cookie held: the browser forgets it.
+    // Signed out whatever the cookie held: the browser forgets it, and the server its token,
+    // so that a copy of the cookie taken elsewhere ends too.
+    std::string_view cookie = service::CookieValue(req.Header("cookie"), service::kSessionCookie);
+    if (!cookie.empty() && !cookie.starts_with(auth::kKeyPrefix)) {
+      if (Status revoked = deps.auth.RevokeJwt(cookie); !revoked.ok()) {
+        api.Error(revoked, request_id, res);
+        return;
+      }
+    }
     res.status = 204;
     res.Set("Set-Cookie", SessionCookie("", 0, req.tls));
     return;

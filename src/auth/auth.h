@@ -93,6 +93,9 @@ class Authenticator {
   // `expires_ms` (rounded down to a second). Authenticate answers it as a kGateway principal.
   std::string IssueGatewayToken(const std::string& user_id, const std::string& workspace_id,
                                 const std::string& target_id, int64_t expires_ms);
+  // Ends a JWT before its expiry (signing out of the dashboard): it authenticates nothing from
+  // now on, also after a restart. OK for a token that is expired or not Kiln's.
+  Status RevokeJwt(std::string_view token);
   // Called after a key's revocation commits: drops it from the cache and keeps a concurrent
   // lookup that read the row before the revocation from caching it.
   void Forget(const std::string& key_id);
@@ -117,6 +120,7 @@ class Authenticator {
   std::unordered_map<std::string, std::string> hash_of_;  // key id -> key hash
   std::unordered_map<std::string, int64_t> touched_ms_;   // key id -> last_used written
   std::unordered_set<std::string> forgotten_;             // revoked key ids, never cached
+  std::unordered_set<std::string> revoked_jwts_;          // hashes of revoked JWTs, never cached
 };
 
 // Token buckets per key: `rate` tokens per second up to `burst`.

@@ -245,6 +245,28 @@ TEST_F(AuthTest, CachedJwtEndsWithItsKey) {
   EXPECT_EQ(auth.Authenticate(*short_jwt).status().error_code(), "TOKEN_EXPIRED");
 }
 
+TEST_F(AuthTest, RevokedJwtEndsAtOnceAndAfterARestart) {
+  Authenticator auth(*store_, "jwt-key", clock_);
+  auto admin = auth.Authenticate(admin_secret_);
+  ASSERT_TRUE(admin.ok());
+  int64_t expires_ms = 0;
+  auto jwt = auth.IssueJwt(*admin, 600, &expires_ms);
+  auto other = auth.IssueJwt(*admin, 600, &expires_ms);
+  ASSERT_TRUE(jwt.ok() && other.ok());
+  ASSERT_TRUE(auth.Authenticate(*jwt).ok());  // verified and cached
+  ASSERT_TRUE(auth.RevokeJwt(*jwt).ok());
+  EXPECT_EQ(auth.Authenticate(*jwt).status().error_code(), "TOKEN_REVOKED");
+  EXPECT_TRUE(auth.Authenticate(*other).ok());  // another token of the same key lives on
+  // A new authenticator (the server restarted) reads the revocation from the store.
+  Authenticator restarted(*store_, "jwt-key", clock_);
+  EXPECT_EQ(restarted.Authenticate(*jwt).status().error_code(), "TOKEN_REVOKED");
+  EXPECT_TRUE(restarted.Authenticate(*other).ok());
+  // Tokens that are not Kiln's, or expired, revoke nothing and fail nothing.
+  EXPECT_TRUE(auth.RevokeJwt("a.b.c").ok());
+  clock_.AdvanceMs(601'000);
+  EXPECT_TRUE(auth.RevokeJwt(*other).ok());
+}
+
 // X-Kiln-Auth tokens name an app's caller: they authenticate as a scope-less kGateway
 // principal that cannot be exchanged for a JWT, and a JWT of another kind is refused.
 TEST_F(AuthTest, GatewayTokensNameTheCallerAndHoldNoScopes) {

@@ -135,8 +135,8 @@ Result<Principal> Authenticator::FromJwt(std::string_view token) {
     return principal;
   }
   std::lock_guard lock(mu_);
-  // A key revoked while we read it must not live on in a cached token of it.
-  if (!forgotten_.contains(principal->key_id)) {
+  // A key revoked, or a token signed out, while we read it must not live on in the cache.
+  if (!forgotten_.contains(principal->key_id) && !revoked_jwts_.contains(hash)) {
     if (by_jwt_.size() >= kMaxCached) {
       by_jwt_.clear();
     }
@@ -153,6 +153,12 @@ Result<Principal> Authenticator::VerifyJwtPrincipal(std::string_view token) {
   if (!claims.kind.empty()) {
     return Status::Unauthenticated("TOKEN_INVALID", "the token is of an unknown kind",
                                    "get a new token with POST /v1/auth/token");
+  }
+  // A signed-out session (RevokeJwt), also after a restart: read once per token, then cached.
+  KILN_ASSIGN_OR_RETURN(bool revoked, store_.IsJwtRevoked(claims.jti));
+  if (revoked) {
+    return Status::Unauthenticated("TOKEN_REVOKED", "the token was revoked (signed out)",
+                                   "sign in again, or get a new token with POST /v1/auth/token");
   }
   // The key behind a token must still be live: revoking a key ends its tokens too.
   auto key = store_.GetKey(claims.workspace_id, claims.key_id);
@@ -234,6 +240,21 @@ std::string Authenticator::IssueGatewayToken(const std::string& user_id,
   claims.kind = std::string(kGatewayKind);
   claims.audience = target_id;
   return SignJwt(claims, jwt_key_);
+}
+
+Status Authenticator::RevokeJwt(std::string_view token) {
+  auto claims = VerifyJwt(token, jwt_key_, clock_.NowSeconds());
+  if (!claims.ok() || claims->jti.empty()) {
+    return Status::Ok();  // expired or not ours: it authenticates nothing anyway
+  }
+  {
+    // First in memory, so that no request verifying it meanwhile caches it again.
+    std::lock_guard lock(mu_);
+    std::string hash = HashKey(token);
+    by_jwt_.erase(hash);
+    revoked_jwts_.insert(std::move(hash));
+  }
+  return store_.RevokeJwt(claims->jti, claims->expires_s * 1000, clock_.NowMs());
 }
 
 void Authenticator::Forget(const std::string& key_id) {

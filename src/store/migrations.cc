@@ -202,6 +202,14 @@ CREATE TABLE app_domains (
 ) WITHOUT ROWID;
 CREATE INDEX app_domains_app ON app_domains (app_id);
 )sql"},
+    {6, "signed-out sessions", R"sql(
+-- JWT ids of dashboard sessions that were signed out, kept until the token would expire.
+CREATE TABLE revoked_jwts (
+  jti        TEXT    PRIMARY KEY,
+  expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX revoked_jwts_expires ON revoked_jwts (expires_ms);
+)sql"},
 };
 
 constexpr sqlite::Query kCurrentVersion{"read schema version",

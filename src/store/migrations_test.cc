@@ -68,8 +68,9 @@ TEST(MigrationsTest, FreshDatabaseGetsEverySchemaVersionAndTable) {
   EXPECT_EQ(QueryInt(*db, "SELECT MAX(version) FROM schema_migrations"), LatestSchemaVersion());
   EXPECT_EQ(QueryInt(*db, "SELECT COUNT(*) FROM schema_migrations"), LatestSchemaVersion());
   EXPECT_GT(QueryInt(*db, "SELECT MIN(applied_at) FROM schema_migrations"), 1'600'000'000'000);
-  for (const char* table : {"workspaces", "api_keys", "events", "idempotency", "sandboxes",
-                            "templates", "apps", "deployments", "releases", "app_env"}) {
+  for (const char* table :
+       {"workspaces", "api_keys", "events", "idempotency", "sandboxes", "templates", "apps",
+        "deployments", "releases", "app_env", "access_tokens", "app_domains", "revoked_jwts"}) {
     auto stmt = db->Prepare({"test", "SELECT COUNT(*) FROM sqlite_master WHERE name = ?"});
     ASSERT_TRUE(stmt.ok());
     auto row = stmt->Bind(1, std::string_view(table)).Step();

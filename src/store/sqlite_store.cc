@@ -64,6 +64,11 @@ constexpr Query kListKeys{
     "SELECT seq, id, workspace_id, name, prefix, hash, scopes, created_ms, last_used_ms, "
     "expires_ms, revoked_ms, created_by FROM api_keys "
     "WHERE workspace_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?"};
+constexpr Query kRevokeJwt{"revoke jwt",
+                           "INSERT OR REPLACE INTO revoked_jwts (jti, expires_ms) VALUES (?, ?)"};
+constexpr Query kPruneRevokedJwts{"prune revoked jwts",
+                                  "DELETE FROM revoked_jwts WHERE expires_ms < ?"};
+constexpr Query kIsJwtRevoked{"check revoked jwt", "SELECT 1 FROM revoked_jwts WHERE jti = ?"};
 constexpr Query kRevokeKey{
     "revoke key",
     "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND workspace_id = ? AND revoked_ms = 0"};
@@ -383,6 +388,24 @@ class SqliteStore final : public Store {
         }
       }
       return InsertEventRow(db, event);
+    });
+  }
+
+  Status RevokeJwt(const std::string& jti, int64_t expires_ms, int64_t now_ms) override {
+    return db_.Write([&](Db& db) -> Status {
+      {
+        KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kPruneRevokedJwts));
+        KILN_RETURN_IF_ERROR(stmt.Bind(1, now_ms).Run());
+      }
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kRevokeJwt));
+      return stmt.Bind(1, jti).Bind(2, expires_ms).Run();
+    });
+  }
+
+  Result<bool> IsJwtRevoked(const std::string& jti) override {
+    return db_.Read([&](Db& db) -> Result<bool> {
+      KILN_ASSIGN_OR_RETURN(Stmt stmt, db.Prepare(kIsJwtRevoked));
+      return stmt.Bind(1, jti).Step();
     });
   }
 

@@ -280,6 +280,21 @@ TEST_F(SqliteStoreTest, RevokeFromAnotherWorkspaceIsNotFoundAndChangesNothing) {
             Code::kInvalidArgument);
 }
 
+TEST_F(SqliteStoreTest, RevokedJwtsAreKeptUntilTheyWouldHaveExpired) {
+  EXPECT_FALSE(*store_->IsJwtRevoked("jti_a"));
+  ASSERT_TRUE(store_->RevokeJwt("jti_a", 5000, 1000).ok());
+  ASSERT_TRUE(store_->RevokeJwt("jti_a", 5000, 1000).ok());  // twice: no error
+  ASSERT_TRUE(store_->RevokeJwt("jti_b", 9000, 1000).ok());
+  EXPECT_TRUE(*store_->IsJwtRevoked("jti_a"));
+  EXPECT_TRUE(*store_->IsJwtRevoked("jti_b"));
+  EXPECT_FALSE(*store_->IsJwtRevoked("jti_c"));
+  // A later revocation drops the rows of tokens that expired meanwhile (they fail anyway).
+  ASSERT_TRUE(store_->RevokeJwt("jti_c", 20000, 6000).ok());
+  EXPECT_FALSE(*store_->IsJwtRevoked("jti_a"));
+  EXPECT_TRUE(*store_->IsJwtRevoked("jti_b"));
+  EXPECT_TRUE(*store_->IsJwtRevoked("jti_c"));
+}
+
 TEST_F(SqliteStoreTest, TouchKeyMovesLastUsedForwardOnly) {
   AddWorkspace("ws_1");
   ASSERT_TRUE(store_->TouchKey("ws_1_k0", 2000).ok());

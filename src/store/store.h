@@ -238,6 +238,10 @@ class Store {
                            int64_t revoked_ms, const Event& event,
                            const std::string& keep_scope) = 0;
   virtual Status TouchKey(const std::string& id, int64_t used_ms) = 0;
+  // A JWT (by its `jti`) that must no longer authenticate, until `expires_ms` when it would
+  // have expired anyway (a signed-out session). Drops rows that expired before `now_ms`.
+  virtual Status RevokeJwt(const std::string& jti, int64_t expires_ms, int64_t now_ms) = 0;
+  virtual Result<bool> IsJwtRevoked(const std::string& jti) = 0;
 
   // Activity events, newest first (page.seq = before).
   virtual Status AppendEvent(const Event& event) = 0;

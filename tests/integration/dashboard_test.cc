@@ -235,12 +235,18 @@ TEST_F(DashboardTest, CookieAuthenticatesTheApiWithCsrfCheck) {
                        {{"authorization", "Bearer " + admin_}, {"cookie", "kiln_session=garbage"}});
   EXPECT_EQ(bearer.status, 201) << bearer;
 
-  // Signing out clears the cookie.
+  // Signing out clears the cookie, and ends its token: a copy of the cookie kept elsewhere
+  // no longer signs anything in.
   Reply out = WithCookie("DELETE", "/v1/auth/session", cookie);
   EXPECT_EQ(out.status, 204) << out;
   std::string cleared = out.Header("set-cookie");
   EXPECT_TRUE(cleared.starts_with("kiln_session=;")) << cleared;
   EXPECT_NE(cleared.find("Max-Age=0"), std::string::npos) << cleared;
+  Reply copied = WithCookie("GET", "/v1/apps", cookie);
+  EXPECT_EQ(copied.status, 401) << copied;
+  EXPECT_EQ(copied.ErrorCode(), "SESSION_INVALID") << copied;
+  EXPECT_NE(copied.Str("/error/message").find("signed out"), std::string::npos) << copied;
+  EXPECT_EQ(WithCookie("GET", "/v1/auth/session", cookie).status, 401);
 
   // Cookies that are not a session: 401, said as the session's so the page signs in again.
   for (const std::string& bad : {std::string("kiln_session=garbage"),
