@@ -106,7 +106,8 @@ struct Shared {
 };
 
 // ---- Socket work (io.cc) ----
-constexpr size_t kPiece = 64 << 10;  // the most body bytes read or written at once
+constexpr size_t kPiece = 64 << 10;    // the most body bytes read or written at once
+constexpr size_t kHeadRead = 4 << 10;  // the first read of a response
 // Writes a whole answer of the gateway's own; when not keep_alive, lingers before the close.
 // True when the connection may go on.
 asio::awaitable<bool> Answer(http::Exchange& ex, std::string response, bool keep_alive);
@@ -119,6 +120,21 @@ asio::awaitable<Result<std::unique_ptr<Upstream>>> Connect(const Shared& shared,
 // Copies bytes from `from` to `to` until either side ends or `from` is idle past `idle`.
 asio::awaitable<void> Pump(http::Socket& from, http::Session& from_session, http::Socket& to,
                            std::chrono::milliseconds idle);
+// ---- Body forwarding without copies (splice.cc) ----
+// Bodies shorter than this are copied: two splices and a pipe cost more than the copy.
+constexpr uint64_t kSpliceMin = 16 << 10;
+struct SpliceResult {
+  uint64_t moved = 0;  // bytes that reached `to`
+  boost::system::error_code ec;
+  bool client_failed = false;  // `ec` came from `to`'s side
+  bool unsupported = false;    // nothing moved: copy the body instead
+};
+// Moves exactly `length` bytes from `from` to `to` through a pipe (splice(2)), waiting at
+// most the timeout on each side's session whenever that side is not ready.
+asio::awaitable<SpliceResult> SpliceBody(http::Socket& from, http::Session& from_session,
+                                         std::chrono::milliseconds from_timeout, http::Socket& to,
+                                         http::Session& to_session,
+                                         std::chrono::milliseconds to_timeout, uint64_t length);
 // Appends "<hex size>\r\n" for a chunk of `n` bytes.
 void ChunkHead(std::string& out, size_t n);
 

@@ -106,9 +106,10 @@ asio::awaitable<Result<std::unique_ptr<Upstream>>> Connect(const Shared& shared,
     co_return UpstreamFailed(route, "cannot reach the app: " + made.status().message());
   }
   auto upstream = std::make_unique<Upstream>(ex.client.get_executor());
-  // Beast reads at most what the buffer can take without growing (512 bytes at first): a
-  // 64 KiB response would take a hundred reads.
-  upstream->buffer.reserve(kPiece);
+  // Beast reads at most what the buffer can take without growing (512 bytes at first). The
+  // head's read stays small so that a long body is left in the socket for SpliceBody; a
+  // body that is copied grows the buffer to kPiece first.
+  upstream->buffer.reserve(kHeadRead);
   boost::system::error_code ec;
   upstream->socket.assign(tcp::v4(), *made, ec);
   if (ec) {

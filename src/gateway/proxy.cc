@@ -713,6 +713,7 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
       (*up)->session.tunnel = true;
     }
     bool head_sent = false;
+    bool splice_ok = response_body && length && !chunk_out;
     std::string frame;
     while (true) {
       size_t got = 0;
@@ -720,6 +721,9 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
       if (response_body && !rp->is_done()) {
         got = ParseBuffered(*rp, (*up)->buffer, piece.get(), piece_size, ec);
         if (!ec && got == 0 && !rp->is_done() && head_sent) {
+          if ((*up)->buffer.capacity() < kPiece) {
+            (*up)->buffer.reserve(kPiece);  // large reads for a body that is copied
+          }
           rp->get().body().data = piece.get();
           rp->get().body().size = piece_size;
           (*up)->session.ExpiresAfter(deps.upstream_timeout);
@@ -771,6 +775,31 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
       if (done) {
         break;
       }
+      // The rest of a long body of known length goes from socket to socket by splice(2),
+      // once the bytes read along with the head are out.
+      if (splice_ok && head_sent && (*up)->buffer.size() == 0 &&
+          *length - record.bytes_out >= kSpliceMin) {
+        SpliceResult moved =
+            co_await SpliceBody((*up)->socket, (*up)->session, deps.upstream_timeout, ex.client,
+                                ex.session, ex.read_timeout, *length - record.bytes_out);
+        record.bytes_out += moved.moved;
+        if (!moved.unsupported) {
+          if (moved.ec) {
+            ec = moved.ec;
+            if (moved.client_failed) {
+              co_return false;  // the client went away; the app's connection is dropped too
+            }
+            if (!(*up)->session.timed_out && !send_error && !client_gone) {
+              log::Warn(
+                  "app closed the connection mid-response",
+                  {{"app", route->name}, {"request_id", request_id}, {"error", ec.message()}});
+            }
+            co_return false;
+          }
+          break;
+        }
+        splice_ok = false;  // copy from here on
+      }
     }
     if (body_pending) {
       // The app answered without reading the whole body: stop reading it, and close.
@@ -779,6 +808,11 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
       co_return false;
     }
     if (rp->keep_alive() && deps.idle_upstreams > 0 && (*up)->buffer.size() == 0) {
+      if ((*up)->buffer.capacity() > kHeadRead) {
+        // Back to a small first read, so that the next long body is spliced again.
+        (*up)->buffer = beast::flat_buffer();
+        (*up)->buffer.reserve(kHeadRead);
+      }
       PoolPut(up->Release(), deps.idle_upstreams);
     }
     co_return client_again;

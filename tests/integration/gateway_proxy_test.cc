@@ -294,6 +294,33 @@ TEST_F(GatewayProxyTest, ChunkedResponsesAndHeadKeepTheConnectionInStep) {
   EXPECT_EQ(next->body, "upstream ok\n");
 }
 
+// Bodies of every length around the gateway's thresholds (the first read of a response, the
+// least that is spliced, a pipe's worth) arrive whole and in step on one connection, with a
+// chunked answer between them that is copied instead.
+TEST_F(GatewayProxyTest, BodiesOfEveryLengthArriveWholeOnOneConnection) {
+  HttpConn conn(port());
+  const std::vector<uint64_t> sizes = {0,     1,     3000,  4096,  4500,   16383,    16384,
+                                       20000, 20480, 65535, 65536, 200000, kMiB + 3, 70000};
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    uint64_t size = sizes[i];
+    ASSERT_TRUE(conn.Send(RawRequest("GET", "/big?bytes=" + std::to_string(size), Host("up"))));
+    auto head = conn.ReadHead(10s);
+    ASSERT_TRUE(head.has_value()) << size << " bytes: no response head";
+    ASSERT_EQ(head->status, 200) << head->raw;
+    PatternCheck check;
+    EXPECT_TRUE(conn.ReadBody(*head, 10s, [&](std::string_view piece) { check.Feed(piece); }))
+        << size << " bytes";
+    EXPECT_EQ(check.bytes(), size);
+    EXPECT_TRUE(check.ok()) << size << " bytes: differs at byte " << check.first_bad();
+    if (i == 6) {
+      auto chunked = conn.Exchange(RawRequest("GET", "/chunked?n=40&size=3000", Host("up")));
+      ASSERT_TRUE(chunked.has_value());
+      EXPECT_EQ(chunked->body, PatternBytes(0, 120000));
+    }
+  }
+  EXPECT_FALSE(conn.closed());
+}
+
 // Many requests on one client connection all succeed, and the app sees them on far fewer
 // connections: the gateway keeps its connections to the app alive and reuses them.
 TEST_F(GatewayProxyTest, KeepAliveToTheClientAndToTheApp) {

@@ -31,6 +31,15 @@ TEST_F(TlsTest, AppsAnswerOverHttpsWithCertificatesFromTheLocalCa) {
   EXPECT_EQ(GetString(seen, "x-forwarded-proto"), "https") << ok.output;
   EXPECT_EQ(GetString(seen, "host"), "web.localhost:" + std::to_string(tls_port_)) << ok.output;
 
+  // A long body arrives whole over HTTPS: the gateway splices it into the Unix socket that
+  // leads to the TLS listener, and the body goes on the same connection's next response too.
+  constexpr size_t kBig = (3 << 20) + 7;
+  std::string big_path = "/big?bytes=" + std::to_string(kBig);
+  ProcessResult big = CurlHttps("web.localhost", tls_port_, big_path, root.string());
+  ASSERT_EQ(big.exit_code, 0) << big.output.substr(0, 500) << "\n" << server().LogTail();
+  ASSERT_EQ(big.output.size(), kBig);
+  EXPECT_TRUE(big.output == PatternBytes(0, kBig)) << "the HTTPS body differs from the app's";
+
   // The same app over plain HTTP says http.
   auto plain = server().TryRequest("GET", "/headers", {}, {{"host", "web.localhost"}});
   ASSERT_TRUE(plain.ok());
