@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -123,6 +124,13 @@ size_t ParseBuffered(Parser& parser, beast::flat_buffer& buffer, char* data, siz
 }
 
 bool StatusHasBody(int status) { return status >= 200 && status != 204 && status != 304; }
+
+void AppendNumber(std::string& out, uint64_t n) {
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), n);
+  (void)ec;  // 24 digits hold any uint64_t
+  out.append(digits, end);
+}
 
 struct Record {
   Record(Shared& s, http::Exchange& e) : shared(s), ex(e) {}
@@ -393,12 +401,19 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
     head += "\r\n";
   }
   std::string_view client_ip = ClientIp(ex.remote);
-  forwarded_for += forwarded_for.empty() ? "" : ", ";
-  forwarded_for += client_ip;
-  head += "X-Forwarded-For: " + forwarded_for + "\r\nX-Forwarded-Host: ";
+  // Appended piece by piece: a temporary string per header is a malloc per request each.
+  head += "X-Forwarded-For: ";
+  if (!forwarded_for.empty()) {
+    head += forwarded_for;
+    head += ", ";
+  }
+  head += client_ip;
+  head += "\r\nX-Forwarded-Host: ";
   head += host_header;
   head += ex.tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n";
-  head += "X-Kiln-Request-Id: " + request_id + "\r\n";
+  head += "X-Kiln-Request-Id: ";
+  head += request_id;
+  head += "\r\n";
   if (!access.user_id.empty()) {
     head += "X-Kiln-User-Id: " + access.user_id + "\r\nX-Kiln-Workspace: " + access.workspace +
             "\r\nX-Kiln-Auth: " + access.auth_token + "\r\n";
@@ -411,7 +426,9 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
   if (chunked_request) {
     head += "Transfer-Encoding: chunked\r\n";
   } else if (auto length = ex.parser.content_length()) {
-    head += "Content-Length: " + std::to_string(*length) + "\r\n";
+    head += "Content-Length: ";
+    AppendNumber(head, *length);
+    head += "\r\n";
   }
   head += "\r\n";
   bool expects_continue = body_pending && req.version() == 11 &&
@@ -438,13 +455,9 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
       rp->body_limit(boost::none);
       rp->skip(head_request);
       (*up)->session.ExpiresAfter(deps.upstream_timeout);
-      if ((*up)->buffer.size() == 0) {
-        // The answer is rarely there yet: wait for it instead of a read that finds nothing.
-        auto [wait_ec] = co_await (*up)->socket.async_wait(http::Socket::wait_read, kAsTuple);
-        if (wait_ec) {
-          co_return wait_ec;
-        }
-      }
+      // No async_wait first: after a read that drained the socket, Asio's reactor does not
+      // try the next read until epoll reports data, which costs no syscall; a wait would
+      // re-arm the descriptor (epoll_ctl) on every request.
       auto [ec, n] = co_await bhttp::async_read_header((*up)->socket, (*up)->buffer, *rp, kAsTuple);
       (void)n;
       read_ec = ec;
@@ -625,7 +638,7 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
     std::string out;
     out.reserve(512);
     out += "HTTP/1.1 ";
-    out += std::to_string(status);
+    AppendNumber(out, static_cast<uint64_t>(status));
     out += ' ';
     out += res.reason().empty() ? http::StatusReason(status) : std::string_view(res.reason());
     out += "\r\n";
@@ -661,11 +674,15 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
     if (!has_date) {
       out += date;
     }
-    out += "X-Request-Id: " + request_id + "\r\n";
+    out += "X-Request-Id: ";
+    out += request_id;
+    out += "\r\n";
     if (switching) {
       out += "Connection: Upgrade\r\n";
     } else if (length && response_body) {
-      out += "Content-Length: " + std::to_string(*length) + "\r\n";
+      out += "Content-Length: ";
+      AppendNumber(out, *length);
+      out += "\r\n";
     } else if (chunk_out) {
       out += "Transfer-Encoding: chunked\r\n";
     }
