@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -124,17 +125,20 @@ asio::awaitable<void> Pump(http::Socket& from, http::Session& from_session, http
 // Bodies shorter than this are copied: two splices and a pipe cost more than the copy.
 constexpr uint64_t kSpliceMin = 16 << 10;
 struct SpliceResult {
-  uint64_t moved = 0;  // bytes that reached `to`
+  uint64_t moved = 0;        // body bytes that reached `to`
+  uint64_t prefix_sent = 0;  // prefix bytes that reached `to`
   boost::system::error_code ec;
   bool client_failed = false;  // `ec` came from `to`'s side
-  bool unsupported = false;    // nothing moved: copy the body instead
+  bool unsupported = false;    // nothing was sent, prefix included: send it and copy instead
 };
-// Moves exactly `length` bytes from `from` to `to` through a pipe (splice(2)), waiting at
-// most the timeout on each side's session whenever that side is not ready.
+// Sends `prefix` (at most 32 KiB: a response head and the body bytes read with it) and then
+// exactly `length` bytes from `from` to `to` through a pipe (splice(2)), the prefix leaving
+// with the body's first bytes; waits at most the timeout on a side that is not ready.
 asio::awaitable<SpliceResult> SpliceBody(http::Socket& from, http::Session& from_session,
                                          std::chrono::milliseconds from_timeout, http::Socket& to,
                                          http::Session& to_session,
-                                         std::chrono::milliseconds to_timeout, uint64_t length);
+                                         std::chrono::milliseconds to_timeout, uint64_t length,
+                                         std::span<const asio::const_buffer> prefix = {});
 // Appends "<hex size>\r\n" for a chunk of `n` bytes.
 void ChunkHead(std::string& out, size_t n);
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -771,6 +772,33 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
       } else if (chunk_out && done && !ec) {
         bufs[count++] = asio::buffer("0\r\n\r\n", 5);
       }
+      // The rest of a long body of known length goes from socket to socket by splice(2),
+      // once nothing of it is left in the buffer; what is to be written now (the head, the
+      // bytes read with it) leaves in front of it.
+      if (splice_ok && !done && !ec && (*up)->buffer.size() == 0 &&
+          *length - record.bytes_out - got >= kSpliceMin) {
+        SpliceResult moved = co_await SpliceBody(
+            (*up)->socket, (*up)->session, deps.upstream_timeout, ex.client, ex.session,
+            ex.read_timeout, *length - record.bytes_out - got, std::span(bufs.data(), count));
+        if (!moved.unsupported) {
+          size_t head_size = head_sent ? 0 : out.size();
+          record.bytes_out +=
+              (moved.prefix_sent > head_size ? moved.prefix_sent - head_size : 0) + moved.moved;
+          if (moved.ec) {
+            if (moved.client_failed) {
+              co_return false;  // the client went away; the app's connection is dropped too
+            }
+            if (!(*up)->session.timed_out && !send_error && !client_gone) {
+              log::Warn("app closed the connection mid-response", {{"app", route->name},
+                                                                   {"request_id", request_id},
+                                                                   {"error", moved.ec.message()}});
+            }
+            co_return false;
+          }
+          break;
+        }
+        splice_ok = false;  // copy from here on
+      }
       record.bytes_out += got;
       if (count > 0) {
         ex.session.ExpiresAfter(ex.read_timeout);
@@ -791,31 +819,6 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
       }
       if (done) {
         break;
-      }
-      // The rest of a long body of known length goes from socket to socket by splice(2),
-      // once the bytes read along with the head are out.
-      if (splice_ok && head_sent && (*up)->buffer.size() == 0 &&
-          *length - record.bytes_out >= kSpliceMin) {
-        SpliceResult moved =
-            co_await SpliceBody((*up)->socket, (*up)->session, deps.upstream_timeout, ex.client,
-                                ex.session, ex.read_timeout, *length - record.bytes_out);
-        record.bytes_out += moved.moved;
-        if (!moved.unsupported) {
-          if (moved.ec) {
-            ec = moved.ec;
-            if (moved.client_failed) {
-              co_return false;  // the client went away; the app's connection is dropped too
-            }
-            if (!(*up)->session.timed_out && !send_error && !client_gone) {
-              log::Warn(
-                  "app closed the connection mid-response",
-                  {{"app", route->name}, {"request_id", request_id}, {"error", ec.message()}});
-            }
-            co_return false;
-          }
-          break;
-        }
-        splice_ok = false;  // copy from here on
       }
     }
     if (body_pending) {

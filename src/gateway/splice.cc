@@ -6,8 +6,11 @@
 // A client that hung up makes the splice raise SIGPIPE, which the daemon ignores.
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <vector>
 
@@ -67,25 +70,56 @@ thread_local PipePool pipes;
 
 // A pipe holds 16 pages by default; a splice into it moves at most that much.
 constexpr size_t kPipeBytes = 64 << 10;
+// The most prefix bytes put in front of the body (a response head and what came with it).
+constexpr size_t kMaxPrefix = 32 << 10;
 
 }  // namespace
 
 asio::awaitable<SpliceResult> SpliceBody(http::Socket& from, http::Session& from_session,
                                          std::chrono::milliseconds from_timeout, http::Socket& to,
                                          http::Session& to_session,
-                                         std::chrono::milliseconds to_timeout, uint64_t length) {
+                                         std::chrono::milliseconds to_timeout, uint64_t length,
+                                         std::span<const asio::const_buffer> prefix) {
   SpliceResult result;
+  size_t prefix_size = 0;
+  for (const auto& b : prefix) {
+    prefix_size += b.size();
+  }
   Pipe pipe;
-  if (!pipes.Take(pipe)) {
+  if (prefix_size > kMaxPrefix || !pipes.Take(pipe)) {
     result.unsupported = true;
     co_return result;
   }
-  uint64_t to_read = length;
-  size_t in_pipe = 0;
   auto fail = [&](int err) {
     result.ec = boost::system::error_code(err, boost::system::system_category());
   };
-  while (result.moved < length) {
+  // The prefix goes into the empty pipe first (a copy of a few KiB), so that it leaves with
+  // the first part of the body in one send instead of a send of its own.
+  size_t in_pipe = 0;
+  if (prefix_size > 0) {
+    std::array<iovec, 4> iov{};
+    size_t count = 0;
+    for (const auto& b : prefix) {
+      if (b.size() > 0 && count < iov.size()) {
+        iov[count++] = {const_cast<void*>(b.data()), b.size()};
+      }
+    }
+    ssize_t n = ::writev(pipe.write, iov.data(), static_cast<int>(count));
+    if (n != static_cast<ssize_t>(prefix_size)) {
+      // An empty pipe takes 64 KiB; this cannot happen short of a kernel that shrank it.
+      pipes.Give(pipe, false);
+      result.unsupported = n <= 0;  // nothing is in the pipe: the caller sends it instead
+      if (!result.unsupported) {
+        fail(EIO);
+      }
+      co_return result;
+    }
+    in_pipe = prefix_size;
+  }
+  uint64_t to_read = length;
+  uint64_t sent = 0;  // prefix and body bytes that reached `to`
+  const uint64_t total = prefix_size + length;
+  while (sent < total) {
     // From the app into the pipe: what has arrived, up to what the pipe and the body take.
     if (to_read > 0 && in_pipe < kPipeBytes) {
       size_t want = static_cast<size_t>(std::min<uint64_t>(to_read, kPipeBytes - in_pipe));
@@ -96,9 +130,6 @@ asio::awaitable<SpliceResult> SpliceBody(http::Socket& from, http::Session& from
         to_read -= static_cast<uint64_t>(n);
       } else if (n == 0) {
         result.ec = asio::error::eof;  // the app closed mid-body
-        break;
-      } else if (errno == EINVAL && result.moved == 0 && in_pipe == 0) {
-        result.unsupported = true;  // a socket type splice does not take: copy instead
         break;
       } else if (errno == EAGAIN && in_pipe == 0) {
         from_session.ExpiresAfter(from_timeout);
@@ -122,7 +153,7 @@ asio::awaitable<SpliceResult> SpliceBody(http::Socket& from, http::Session& from
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         in_pipe -= static_cast<size_t>(n);
-        result.moved += static_cast<uint64_t>(n);
+        sent += static_cast<uint64_t>(n);
       } else if (n < 0 && errno == EAGAIN) {
         auto [ec] = co_await to.async_wait(http::Socket::wait_write, kAsTuple);
         if (ec) {
@@ -137,6 +168,8 @@ asio::awaitable<SpliceResult> SpliceBody(http::Socket& from, http::Session& from
       }
     }
   }
+  result.prefix_sent = std::min<uint64_t>(sent, prefix_size);
+  result.moved = sent - result.prefix_sent;
   pipes.Give(pipe, in_pipe == 0);
   co_return result;
 }

@@ -8,6 +8,7 @@
 
 #include <csignal>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -167,6 +168,55 @@ TEST(SpliceBodyTest, MovesExactlyTheLengthAndLeavesTheNextResponseInTheSocket) {
   ASSERT_EQ(n, 100);
   EXPECT_EQ(rest[0], PatternAt(kLength));
   EXPECT_EQ(rest[99], PatternAt(kLength + 99));
+}
+
+// A response head and the body bytes read with it go in front of the body, in order, and
+// are counted apart from it.
+TEST(SpliceBodyTest, APrefixLeavesInFrontOfTheBody) {
+  asio::io_context ioc;
+  TcpPair app(ioc);
+  TcpPair client(ioc);
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n";
+  std::string first(1000, '\0');
+  for (size_t i = 0; i < first.size(); ++i) {
+    first[i] = PatternAt(i);
+  }
+  constexpr uint64_t kTotal = 300000;
+  std::array<asio::const_buffer, 2> prefix{asio::buffer(head), asio::buffer(first)};
+  std::string got_head(head.size(), '\0');
+  uint64_t checked = 0;
+  std::thread writer([&] { EXPECT_TRUE(WriteAll(app.far, first.size(), kTotal)); });
+  std::thread reader([&] {
+    size_t at = 0;
+    while (at < got_head.size()) {
+      ssize_t n = ::recv(client.far, got_head.data() + at, got_head.size() - at, 0);
+      if (n <= 0) {
+        return;
+      }
+      at += static_cast<size_t>(n);
+    }
+    checked = ReadChecked(client.far, kTotal);
+  });
+  http::Session from_session;
+  http::Session to_session;
+  std::optional<SpliceResult> r;
+  asio::co_spawn(ioc,
+                 SpliceBody(app.near, from_session, 10s, client.near, to_session, 10s,
+                            kTotal - first.size(), prefix),
+                 [&](std::exception_ptr e, SpliceResult result) {
+                   EXPECT_FALSE(e);
+                   r = result;
+                 });
+  ioc.run();
+  writer.join();
+  reader.join();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->ec) << r->ec.message();
+  EXPECT_FALSE(r->unsupported);
+  EXPECT_EQ(r->prefix_sent, head.size() + first.size());
+  EXPECT_EQ(r->moved, kTotal - first.size());
+  EXPECT_EQ(got_head, head);
+  EXPECT_EQ(checked, kTotal) << "the body differs from the app's at byte " << checked;
 }
 
 TEST(SpliceBodyTest, WaitsForASlowAppAndForAClientThatStopsReading) {
