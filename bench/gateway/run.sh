@@ -187,6 +187,8 @@ pool_size = 0
 
 [gateway]
 sleep_mode = "$mode"
+# No HTTPS listener: nothing here is measured over TLS, and two servers cannot both take 8443.
+tls_port = 0
 
 [log]
 level = "warn"
