@@ -801,6 +801,26 @@ test('the activity feed lists what happened', async () => {
   await screenshot(page, 'activity');
 });
 
+test('"Load more" brings the next page of the feed and focus moves to it', async () => {
+  // More than a page (50) of events: keys made and revoked.
+  for (let i = 0; i < 30; ++i) {
+    const made = await rest('POST', '/v1/keys', { body: { name: `feed-${i}` } });
+    assert.equal(made.status, 201, made.text);
+    const id = made.body.data.id;
+    const revoked = await rest('DELETE', `/v1/keys/${id}?confirm=${id}`);
+    assert.ok(revoked.status < 300, revoked.text);
+  }
+  await page.goto(`${url}/activity`);
+  const items = page.getByRole('list', { name: 'Activity' }).getByRole('listitem');
+  await items.nth(49).waitFor();
+  assert.equal(await items.count(), 50, 'the first page holds 50 events');
+  await page.getByRole('button', { name: 'Load more' }).click();
+  await items.nth(50).waitFor();
+  const focused = await page.evaluate(() =>
+    [...document.querySelectorAll('ol.feed > li')].indexOf(document.activeElement));
+  assert.equal(focused, 50, 'focus is on the first event that "Load more" brought');
+});
+
 test('every main page fits 375 px without scrolling sideways', async () => {
   await page.setViewportSize({ width: 375, height: 812 });
   try {

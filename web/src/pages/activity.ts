@@ -77,27 +77,36 @@ export async function activityPage(ctx: PageContext): Promise<Node> {
   let cursor: string | null = null;
   const names = await loadNames();
 
-  const load = async () => {
+  // `focusNew`: after "Load more", focus goes to the first event it brought. The button may
+  // hide itself (the last page), which would otherwise drop focus to the document.
+  const load = async (focusNew = false) => {
     more.disabled = true;
     try {
       const page = await list<Event>('/v1/events', { query: { limit: 50, cursor } });
       if (ctx.disposed) {
         return;
       }
+      let first: HTMLElement | null = null;
       for (const e of page.data) {
-        feed.appendChild(
-          h(
-            'li',
-            { class: 'feed-item' },
-            h('span', { class: 'feed-type' }, e.type),
-            h('span', { class: 'feed-what' }, describe(e, names)),
-            h('span', { class: 'feed-who muted', title: e.actor ?? '' }, actor(e.actor, names)),
-            timeEl(e.createdAt),
-          ),
+        const item = h(
+          'li',
+          { class: 'feed-item' },
+          h('span', { class: 'feed-type' }, e.type),
+          h('span', { class: 'feed-what' }, describe(e, names)),
+          h('span', { class: 'feed-who muted', title: e.actor ?? '' }, actor(e.actor, names)),
+          timeEl(e.createdAt),
         );
+        if (!first) {
+          first = item;
+        }
+        feed.appendChild(item);
       }
       cursor = page.next_cursor;
       more.hidden = !page.has_more;
+      if (focusNew && first) {
+        first.tabIndex = -1;
+        first.focus();
+      }
       replace(status, feed.childElementCount === 0 ? empty('Nothing has happened yet.') : null);
     } catch (e) {
       replace(status, errorBox(e));
@@ -105,7 +114,7 @@ export async function activityPage(ctx: PageContext): Promise<Node> {
       more.disabled = false;
     }
   };
-  more.addEventListener('click', load);
+  more.addEventListener('click', () => void load(true));
   await load();
   return h('div', { class: 'page' }, h('div', { class: 'page-head' }, h('h1', null, 'Activity')), status, feed, more);
 }
