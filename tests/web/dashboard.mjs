@@ -427,9 +427,20 @@ test('dropping a .tar.gz of examples/hello deploys it; its URL opens the app', a
   };
   page.on('request', countPosts);
   // Dropped twice in a row (an impatient user): one deployment, and the second drop says why.
+  // The upload is held until both drops are in: a small archive on a fast machine could
+  // otherwise be deployed before the second drop, which may then rightly deploy again.
+  let release;
+  const released = new Promise((resolve) => { release = resolve; });
+  const deployments = `**/v1/apps/${kApp}/deployments`;
+  await page.route(deployments, async (route) => {
+    await released;
+    await route.continue();
+  });
   await page.getByTestId('dropzone').dispatchEvent('drop', { dataTransfer });
   await page.getByTestId('dropzone').dispatchEvent('drop', { dataTransfer });
+  release();
   const res = await answer;
+  await page.unroute(deployments);
   assert.equal(res.status(), 202, await res.text());
   page.off('request', countPosts);
   assert.equal(posts.length, 1, 'a second drop while the first uploads starts no second deploy');
@@ -616,6 +627,25 @@ test('the plots show the server\'s history of requests, latency, CPU and memory'
   const requests = overview.getByRole('img', { name: /^Requests over the last/ });
   assert.ok(await requests.locator('polyline').count() >= 1, 'a line is drawn');
   await overview.screenshot({ path: join(shotsDir, 'app-plots.png') });
+});
+
+test('a change made elsewhere shows in the app page\'s forms without a reload', async () => {
+  await page.goto(`${url}/apps/${kApp}`);
+  const policy = page.getByLabel('Who can open it');
+  const memory = page.getByLabel('Memory (MiB)');
+  assert.equal(await policy.inputValue(), 'public');
+  const memoryBefore = await memory.inputValue();
+  const changed = await rest('PATCH', `/v1/apps/${kApp}`, { body: { accessPolicy: 'workspace' } });
+  assert.equal(changed.status, 200, changed.text);
+  try {
+    // The page refreshes every 5 s; nothing on it is touched meanwhile.
+    await waitFor(async () => (await policy.inputValue()) === 'workspace',
+                  'the policy select to follow the change', 20000);
+    assert.equal(await memory.inputValue(), memoryBefore, 'an unchanged setting stays');
+  } finally {
+    const back = await rest('PATCH', `/v1/apps/${kApp}`, { body: { accessPolicy: 'public' } });
+    assert.equal(back.status, 200, back.text);
+  }
 });
 
 test('the apps list shows status, URL, release and last deploy, also at 375 px', async () => {

@@ -121,6 +121,20 @@ export function table(headers: string[], rows: Child[][], attrs: Record<string, 
 }
 
 // Repeats `fn` every `ms` while the page is shown and the tab is visible.
+// Sets a form control to a value from the server and answers a function that follows later
+// refreshes of it: the control takes each new value unless the user has changed it (and not
+// saved) or is in it, so a change made elsewhere shows without clobbering an edit.
+export function follows(control: HTMLInputElement | HTMLSelectElement, value: string): (next: string) => void {
+  let shown = value;
+  control.value = value;
+  return (next) => {
+    if (control.value === shown && document.activeElement !== control) {
+      control.value = next;
+    }
+    shown = next;
+  };
+}
+
 export function every(ms: number, fn: () => void | Promise<void>, onDispose: (f: () => void) => void): void {
   let running = false;
   const timer = window.setInterval(async () => {

@@ -5,7 +5,7 @@ import { del, get, patch, post, put, seg } from '../api';
 import { actionButton, field, h, onSubmit, replace } from '../dom';
 import { badge, timeEl } from '../format';
 import type { App } from '../types';
-import { copyRow, empty, errorBox, notify, notifyError, outcome, table } from '../ui';
+import { copyRow, empty, errorBox, follows, notify, notifyError, outcome, table } from '../ui';
 
 interface AccessToken {
   id: string;
@@ -37,12 +37,13 @@ export function accessPolicySelect(): HTMLSelectElement {
   );
 }
 
-export function accessPanel(app: App, onChange: () => void): HTMLElement {
+// The panel, and `update` to call with the app after each refresh of the page.
+export function accessPanel(app: App, onChange: () => void): { el: HTMLElement; update(app: App): void } {
   const base = `/v1/apps/${seg(app.name)}`;
 
   // ---- Policy ----
   const policy = accessPolicySelect();
-  policy.value = app.accessPolicy;
+  const followPolicy = follows(policy, app.accessPolicy);
   const policyResult = outcome();
   const policyForm = h(
     'form',
@@ -215,7 +216,7 @@ export function accessPanel(app: App, onChange: () => void): HTMLElement {
 
   loadTokens();
   loadDomains();
-  return h(
+  const el = h(
     'div',
     { class: 'access' },
     policyForm,
@@ -227,4 +228,5 @@ export function accessPanel(app: App, onChange: () => void): HTMLElement {
     domains,
     domainForm,
   );
+  return { el, update: (a: App) => followPolicy(a.accessPolicy) };
 }

@@ -9,7 +9,7 @@ import { logView } from '../logview';
 import { navigate, type PageContext } from '../router';
 import { follow, type Stream } from '../sse';
 import type { App, Deployment, LogLine } from '../types';
-import { empty, errorBox, every, notify, notifyError, outcome, section, table } from '../ui';
+import { empty, errorBox, every, follows, notify, notifyError, outcome, section, table } from '../ui';
 import { urlLink } from './apps';
 import { deployPanel, forwardDrops } from './deploy';
 import { deploymentView, sourceText, type DeploymentView } from './deployment';
@@ -54,6 +54,8 @@ export async function appPage(ctx: PageContext): Promise<Node> {
   const historyHolder = h('div');
   let current: DeploymentView | null = null;
 
+  // Forms that show the app's settings follow each refresh (a change made elsewhere).
+  const followers: ((a: App) => void)[] = [];
   const refresh = async () => {
     const [a, d] = await Promise.all([
       get<App>(base),
@@ -64,6 +66,7 @@ export async function appPage(ctx: PageContext): Promise<Node> {
     }
     app = a;
     deployments = d.data;
+    followers.forEach((f) => f(a));
     render();
   };
 
@@ -284,8 +287,14 @@ export async function appPage(ctx: PageContext): Promise<Node> {
   startRuntime();
 
   // ---- Resources ----
-  const memory = h('input', { type: 'number', min: '16', value: String(app.resources.memoryMb), inputmode: 'numeric' });
-  const cpus = h('input', { type: 'number', min: '0.05', step: '0.05', value: String(app.resources.cpus), inputmode: 'decimal' });
+  const memory = h('input', { type: 'number', min: '16', inputmode: 'numeric' });
+  const cpus = h('input', { type: 'number', min: '0.05', step: '0.05', inputmode: 'decimal' });
+  const followMemory = follows(memory, String(app.resources.memoryMb));
+  const followCpus = follows(cpus, String(app.resources.cpus));
+  followers.push((a) => {
+    followMemory(String(a.resources.memoryMb));
+    followCpus(String(a.resources.cpus));
+  });
   const resizeResult = outcome();
   const resizeForm = h(
     'form',
@@ -348,6 +357,8 @@ export async function appPage(ctx: PageContext): Promise<Node> {
   }, ctx.onDispose);
 
   const deploySection = section('Deploy', deployPanel(app.name, onDeployed));
+  const access = accessPanel(app, () => refresh().catch(() => {}));
+  followers.push(access.update);
   forwardDrops(deploySection, ctx.onDispose);
 
   return h(
@@ -362,7 +373,7 @@ export async function appPage(ctx: PageContext): Promise<Node> {
     section('Deployments', historyHolder),
     section('Runtime logs', h('div', { class: 'toolbar' }, followButton), runtimeLog.el),
     section('Environment', env.el),
-    section('Access and domains', accessPanel(app, () => refresh().catch(() => {}))),
+    section('Access and domains', access.el),
     section('Resources', resizeForm),
     h('section', { class: 'card danger-zone', 'aria-labelledby': 's-delete' }, h('h2', { id: 's-delete' }, 'Delete'), deleteForm),
   );
