@@ -1,7 +1,8 @@
 #pragma once
 // Module-private: the gateway's pieces shared by its .cc files. gateway.cc: Gateway, the
 // takeover's Claims, per-app traffic; proxy.cc: serving one request; pool.cc: kept-alive
-// connections to apps; pages.cc: error answers; headers.cc: header rewriting.
+// connections to apps; pages.cc: error answers; headers.cc: header rewriting; heads.cc: the
+// heads written to the app and the client; splice.cc: bodies moved without a copy.
 
 #include <atomic>
 #include <chrono>
@@ -19,6 +20,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/optional/optional.hpp>
 
 #include "core/worker_pool.h"
 #include "gateway/gateway.h"
@@ -74,6 +77,36 @@ Status NotFound(const HostMatch& match);
 Status UpstreamFailed(const service::AppRoute& route, std::string message);
 Status UpstreamTimeout(const service::AppRoute& route, std::chrono::milliseconds timeout,
                        std::string_view what);
+
+// ---- The heads the proxy writes (heads.cc) ----
+namespace bhttp = boost::beast::http;
+void AppendNumber(std::string& out, uint64_t n);
+struct AppHeadInput {
+  const service::AccessDecision& access;  // who the caller is, for the X-Kiln-* headers
+  std::string_view client_ip;
+  bool tls = false;
+  std::string_view request_id;
+  bool upgrade = false;                      // a WebSocket upgrade, passed on
+  bool chunked = false;                      // the request body is chunked
+  boost::optional<uint64_t> content_length;  // as the parser answers it
+};
+// The request head as the app sees it: hop-by-hop headers, client-sent X-Kiln-* and
+// X-Forwarded-* headers and Kiln's cookies removed; X-Forwarded-*, the request id and, for an
+// authenticated caller, X-Kiln-User-Id, -Workspace and -Auth added.
+std::string AppHead(const bhttp::request_header<>& req, const AppHeadInput& in);
+struct ClientHeadInput {
+  int status = 200;
+  std::string_view date;  // a whole "Date: ...\r\n" line, used when the app sent none
+  std::string_view request_id;
+  bool body = true;  // the response has a body (not HEAD, 1xx, 204 or 304)
+  bool head_request = false;
+  bool switching = false;  // 101 to a WebSocket
+  boost::optional<uint64_t> length;
+  bool chunked = false;     // re-framed as chunks towards the client
+  bool keep_alive = false;  // the client connection goes on
+};
+// The response head as the client sees it, framed as the proxy sends the body.
+std::string ClientHead(const bhttp::response_header<>& res, const ClientHeadInput& in);
 
 // ---- Header rewriting (headers.cc) ----
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);

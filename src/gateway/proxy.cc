@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -38,7 +37,6 @@
 namespace kiln::gateway::internal {
 namespace {
 
-namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
 using RequestBodyParser = bhttp::request_parser<bhttp::buffer_body>;
@@ -125,13 +123,6 @@ size_t ParseBuffered(Parser& parser, beast::flat_buffer& buffer, char* data, siz
 }
 
 bool StatusHasBody(int status) { return status >= 200 && status != 204 && status != 304; }
-
-void AppendNumber(std::string& out, uint64_t n) {
-  char digits[24];
-  auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), n);
-  (void)ec;  // 24 digits hold any uint64_t
-  out.append(digits, end);
-}
 
 struct Record {
   Record(Shared& s, http::Exchange& e) : shared(s), ex(e) {}
@@ -350,88 +341,13 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
   // answered in HTTP/1.1, as the hop-by-hop Upgrade header allows.
   bool upgrade = ex.parser.upgrade() && EqualsIgnoreCase(req[bhttp::field::upgrade], "websocket");
   bool chunked_request = ex.parser.chunked();
-  std::string_view connection = req[bhttp::field::connection];
-  std::string head;
-  head.reserve(1024);
-  head += req.method_string();
-  head += ' ';
-  head += req.target();
-  head += " HTTP/1.1\r\n";
-  std::string forwarded_for;
-  std::string_view host_header;
-  for (const auto& field : req) {
-    std::string_view name = field.name_string();
-    std::string_view value = field.value();
-    switch (field.name()) {
-      case bhttp::field::content_length:
-      case bhttp::field::expect:
-        continue;
-      case bhttp::field::host:
-        host_header = value;
-        break;
-      case bhttp::field::authorization:
-        if (access.strip_authorization) {
-          continue;
-        }
-        break;
-      case bhttp::field::cookie: {
-        std::string kept = StripKilnCookies(value);
-        if (!kept.empty()) {
-          head += "Cookie: ";
-          head += kept;
-          head += "\r\n";
-        }
-        continue;
-      }
-      default:
-        if (EqualsIgnoreCase(name, "x-forwarded-for")) {
-          forwarded_for += forwarded_for.empty() ? "" : ", ";
-          forwarded_for += value;
-          continue;
-        }
-        if (IsHopByHop(name) || StartsWithIgnoreCase(name, "x-kiln-") ||
-            EqualsIgnoreCase(name, "x-forwarded-host") ||
-            EqualsIgnoreCase(name, "x-forwarded-proto") ||
-            (!connection.empty() && ListHas(connection, name))) {
-          continue;
-        }
-    }
-    head += name;
-    head += ": ";
-    head += value;
-    head += "\r\n";
-  }
-  std::string_view client_ip = ClientIp(ex.remote);
-  // Appended piece by piece: a temporary string per header is a malloc per request each.
-  head += "X-Forwarded-For: ";
-  if (!forwarded_for.empty()) {
-    head += forwarded_for;
-    head += ", ";
-  }
-  head += client_ip;
-  head += "\r\nX-Forwarded-Host: ";
-  head += host_header;
-  head += ex.tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n";
-  head += "X-Kiln-Request-Id: ";
-  head += request_id;
-  head += "\r\n";
-  if (!access.user_id.empty()) {
-    head += "X-Kiln-User-Id: " + access.user_id + "\r\nX-Kiln-Workspace: " + access.workspace +
-            "\r\nX-Kiln-Auth: " + access.auth_token + "\r\n";
-  }
-  if (upgrade) {
-    head += "Connection: Upgrade\r\nUpgrade: ";
-    head += req[bhttp::field::upgrade];
-    head += "\r\n";
-  }
-  if (chunked_request) {
-    head += "Transfer-Encoding: chunked\r\n";
-  } else if (auto length = ex.parser.content_length()) {
-    head += "Content-Length: ";
-    AppendNumber(head, *length);
-    head += "\r\n";
-  }
-  head += "\r\n";
+  std::string head = AppHead(req, {.access = access,
+                                   .client_ip = ClientIp(ex.remote),
+                                   .tls = ex.tls,
+                                   .request_id = request_id,
+                                   .upgrade = upgrade,
+                                   .chunked = chunked_request,
+                                   .content_length = ex.parser.content_length()});
   bool expects_continue = body_pending && req.version() == 11 &&
                           EqualsIgnoreCase(req[bhttp::field::expect], "100-continue");
   bool head_request = req.method() == bhttp::verb::head;
@@ -636,61 +552,15 @@ asio::awaitable<bool> Serve(Shared& shared, http::Exchange& ex, HostMatch match)
     bool chunk_out = response_body && !length && !http10;
     bool client_again =
         keep_alive && !body_pending && !switching && (length || !response_body || chunk_out);
-    std::string out;
-    out.reserve(512);
-    out += "HTTP/1.1 ";
-    AppendNumber(out, static_cast<uint64_t>(status));
-    out += ' ';
-    out += res.reason().empty() ? http::StatusReason(status) : std::string_view(res.reason());
-    out += "\r\n";
-    std::string_view res_connection = res[bhttp::field::connection];
-    bool has_date = false;
-    for (const auto& field : res) {
-      std::string_view name = field.name_string();
-      switch (field.name()) {
-        case bhttp::field::content_length:
-          if (head_request || !response_body) {
-            break;  // HEAD and 304 carry the length the body would have
-          }
-          continue;
-        case bhttp::field::upgrade:
-          if (switching) {
-            break;
-          }
-          continue;
-        case bhttp::field::date:
-          has_date = true;
-          break;
-        default:
-          if (IsHopByHop(name) || EqualsIgnoreCase(name, "x-request-id") ||
-              (!res_connection.empty() && ListHas(res_connection, name))) {
-            continue;
-          }
-      }
-      out += name;
-      out += ": ";
-      out += field.value();
-      out += "\r\n";
-    }
-    if (!has_date) {
-      out += date;
-    }
-    out += "X-Request-Id: ";
-    out += request_id;
-    out += "\r\n";
-    if (switching) {
-      out += "Connection: Upgrade\r\n";
-    } else if (length && response_body) {
-      out += "Content-Length: ";
-      AppendNumber(out, *length);
-      out += "\r\n";
-    } else if (chunk_out) {
-      out += "Transfer-Encoding: chunked\r\n";
-    }
-    if (!client_again && !switching) {
-      out += "Connection: close\r\n";
-    }
-    out += "\r\n";
+    std::string out = ClientHead(res, {.status = status,
+                                       .date = date,
+                                       .request_id = request_id,
+                                       .body = response_body,
+                                       .head_request = head_request,
+                                       .switching = switching,
+                                       .length = length,
+                                       .chunked = chunk_out,
+                                       .keep_alive = client_again});
 
     if (switching) {
       // A WebSocket: from here on, bytes both ways.
